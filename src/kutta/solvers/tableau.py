@@ -172,7 +172,9 @@ def hermite_dense(b: Sequence[float], *, last_is_f1: bool, c_mid: Sequence[float
         [0.166666666667, 0.666666666667, 0.166666666667, 0.0]
     """
     if not last_is_f1:
-        raise ValueError("Hermite dense output needs the FSAL stage f(t+h, y_new) as the last stage")
+        raise ValueError(
+            "Hermite dense output needs the FSAL stage f(t+h, y_new) as the last stage"
+        )
     s = len(b)
     f0 = np.eye(s)[0]
     f1 = np.eye(s)[-1]

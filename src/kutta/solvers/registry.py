@@ -1,0 +1,78 @@
+"""Method names (torchdiffeq's) -> method objects, and the options each method accepts.
+
+Every name maps to a factory taking the method-level options (those that shape the step, like
+``interp`` or ``perturb``); loop- and controller-level options are handled by the caller.
+Unknown names are an error listing the valid ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import UnknownNameError
+from .base import Method
+from .explicit import ExplicitRK
+from .tableaus import EXPLICIT_TABLEAUS
+
+# Options that configure the loop and controller for adaptive methods (torchdiffeq's names).
+ADAPTIVE_OPTIONS = frozenset(
+    {
+        "rtol",
+        "atol",
+        "min_step",
+        "max_step",
+        "first_step",
+        "step_t",
+        "jump_t",
+        "safety",
+        "ifactor",
+        "dfactor",
+        "max_num_steps",
+        "dtype",
+        "norm",
+        "controller",
+        "pcoeff",
+        "icoeff",
+        "dcoeff",
+    }
+)
+# Options of fixed-step methods (torchdiffeq's names).
+FIXED_OPTIONS = frozenset(
+    {"step_size", "grid_constructor", "interp", "perturb", "max_num_steps", "dtype", "norm"}
+)
+
+_FACTORIES: dict[str, tuple[Callable[..., Method], frozenset[str]]] = {}
+
+
+def register_method(
+    name: str, factory: Callable[..., Method], method_options: frozenset[str] = frozenset()
+) -> None:
+    """Make ``name`` usable as ``method=name``. ``method_options`` go to ``factory(**options)``."""
+    _FACTORIES[name] = (factory, method_options)
+
+
+for _name, _tab in EXPLICIT_TABLEAUS.items():
+    if _tab.adaptive:
+        register_method(_name, lambda _t=_tab, **kw: ExplicitRK(_t, **kw), frozenset())
+    else:
+        register_method(
+            _name, lambda _t=_tab, **kw: ExplicitRK(_t, **kw), frozenset({"interp", "perturb"})
+        )
+
+
+def method_names() -> list[str]:
+    return sorted(_FACTORIES) + ["scipy_solver"]
+
+
+def make_method(name: str, options: dict[str, Any]) -> Method:
+    """Build the method ``name`` with the options it understands (others are left to the caller)."""
+    if name not in _FACTORIES:
+        raise UnknownNameError("method", name, method_names())
+    factory, own = _FACTORIES[name]
+    return factory(**{k: v for k, v in options.items() if k in own})
+
+
+def valid_options(name: str, method: Method) -> frozenset[str]:
+    own = _FACTORIES[name][1] if name in _FACTORIES else frozenset()
+    return own | (ADAPTIVE_OPTIONS if method.adaptive else FIXED_OPTIONS)
