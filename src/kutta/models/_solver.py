@@ -1,0 +1,174 @@
+"""How the models call the engine.
+
+Every model takes the same solver settings (method, tolerances, options, gradient mode) and
+goes through :func:`integrate`, so switching a model to the adjoint is one argument.
+
+Irregular time series need every series solved over its own time span. :func:`evolve` does it
+with one batched solve: it maps each series' span ``[t_from_b, t_to_b]`` onto the shared span
+``s in [0, 1]`` (``dz/ds = (t_to - t_from) f(t_from + s (t_to - t_from), z)``), so a padded
+position (``t_to == t_from``) does not move the state at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from kutta.errors import InvalidArgumentError, UnknownNameError
+
+GRADIENT_MODES = ("backprop", "adjoint")
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Solver settings shared by every model.
+
+    Args:
+        method: a solver name understood by :func:`kutta.odeint` (e.g. ``"dopri5"``,
+            ``"rk4"``, ``"euler"``); None lets the engine choose.
+        rtol, atol: tolerances of adaptive methods.
+        options: extra solver options passed through (e.g. ``{"step_size": 0.1}``).
+        gradient: ``"backprop"`` (differentiate through the solver's operations) or
+            ``"adjoint"`` (solve the adjoint equation backwards; memory independent of steps).
+
+    Example:
+        >>> SolverOptions(method="rk4", options={"step_size": 0.1}).gradient
+        'backprop'
+    """
+
+    method: str | None = "dopri5"
+    rtol: float = 1e-3
+    atol: float = 1e-4
+    options: Mapping[str, Any] | None = field(default=None)
+    gradient: str = "backprop"
+
+    def __post_init__(self) -> None:
+        if self.gradient not in GRADIENT_MODES:
+            raise UnknownNameError("gradient mode", self.gradient, GRADIENT_MODES)
+        if not (self.rtol > 0 and self.atol > 0):
+            raise InvalidArgumentError(
+                f"rtol and atol must be positive, got rtol={self.rtol}, atol={self.atol}"
+            )
+
+
+def make_solver_options(
+    method: str | None,
+    rtol: float,
+    atol: float,
+    options: Mapping[str, Any] | None,
+    gradient: str,
+) -> SolverOptions:
+    """Build :class:`SolverOptions` from a model's keyword arguments (validates them once)."""
+    return SolverOptions(
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        options=None if options is None else dict(options),
+        gradient=gradient,
+    )
+
+
+def integrate(
+    func: nn.Module, y0: torch.Tensor, t: torch.Tensor, solver: SolverOptions
+) -> torch.Tensor:
+    """``odeint(func, y0, t)`` with the model's solver settings; returns ``(len(t), *y0.shape)``."""
+    kwargs = dict(
+        rtol=solver.rtol,
+        atol=solver.atol,
+        method=solver.method,
+        options=None if solver.options is None else dict(solver.options),
+    )
+    if solver.gradient == "adjoint":
+        # Imported here: the adjoint is an optional, later part of the engine.
+        try:
+            from kutta import odeint_adjoint
+        except ImportError as exc:
+            raise InvalidArgumentError(
+                "gradient='adjoint' needs kutta.odeint_adjoint, which this kutta build lacks"
+            ) from exc
+        return odeint_adjoint(func, y0, t, **kwargs)
+    from kutta import odeint
+
+    return odeint(func, y0, t, **kwargs)
+
+
+def _per_row(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape a (B,) tensor to broadcast against ``like`` of shape (B, ...)."""
+    return x.reshape(x.shape[0], *([1] * (like.dim() - 1)))
+
+
+class _RescaledField(nn.Module):
+    """``dz/ds = dt f(t_from + s dt, z)`` for ``s in [0, 1]``; ``func`` sees per-series times (B,)."""
+
+    def __init__(self, func: nn.Module, t_from: torch.Tensor, dt: torch.Tensor):
+        super().__init__()
+        self.func = func
+        self.t_from = t_from
+        self.dt = dt
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return _per_row(self.dt, z) * self.func(self.t_from + s * self.dt, z)
+
+
+_UNIT_SPAN = (0.0, 1.0)
+
+
+def evolve(
+    func: nn.Module,
+    z: torch.Tensor,
+    t_from: torch.Tensor,
+    t_to: torch.Tensor,
+    solver: SolverOptions,
+) -> torch.Tensor:
+    """Solve ``dz/dt = func(t, z)`` for each series from ``t_from[b]`` to ``t_to[b]``.
+
+    ``z`` is (B, ...) and ``t_from``, ``t_to`` are (B,); ``func`` receives ``t`` of shape (B,).
+    Spans may be empty (the state is returned unchanged) or run backwards in time.
+    """
+    dt = t_to - t_from
+    span = torch.tensor(_UNIT_SPAN, dtype=z.dtype, device=z.device)
+    return integrate(_RescaledField(func, t_from, dt), z, span, solver)[-1]
+
+
+class _SharedTimeField(nn.Module):
+    """Presents a scalar solver time to ``func`` as per-series times (B,), like :func:`evolve`."""
+
+    def __init__(self, func: nn.Module):
+        super().__init__()
+        self.func = func
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.func(t.expand(z.shape[0]), z)
+
+
+def evolve_through(
+    func: nn.Module,
+    z0: torch.Tensor,
+    t0: torch.Tensor,
+    times: torch.Tensor,
+    solver: SolverOptions,
+) -> torch.Tensor:
+    """States at each of ``times`` (B, Q) starting from ``z0`` (B, N) at ``t0`` (B,): (B, Q, N).
+
+    When every series shares ``t0`` and strictly increasing ``times`` (a common grid), this is
+    one solve over the grid; otherwise the series are advanced together one span at a time.
+    """
+    if _is_shared_grid(t0, times):
+        grid = torch.cat([t0[:1], times[0]])
+        if bool((grid[1:] > grid[:-1]).all()):
+            return integrate(_SharedTimeField(func), z0, grid, solver)[1:].transpose(0, 1)
+    states = []
+    z, t_prev = z0, t0
+    for q in range(times.shape[1]):
+        z = evolve(func, z, t_prev, times[:, q], solver)
+        states.append(z)
+        t_prev = times[:, q]
+    return torch.stack(states, dim=1)
+
+
+def _is_shared_grid(t0: torch.Tensor, times: torch.Tensor) -> bool:
+    return bool((t0 == t0[0]).all()) and bool((times == times[:1]).all())
