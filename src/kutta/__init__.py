@@ -10,12 +10,48 @@ Two APIs over one engine:
 from .compat import odeint, odeint_event
 from .controllers import ConstantController, IController, PIController, PIDController
 from .errors import InvalidArgumentError, KuttaError, SolverError, UnknownNameError
+from .gradients import Backprop
 from .solution import Solution
+from .solve import solve
+from .solvers import (
+    RK4,
+    AdaptiveHeun,
+    Bosh3,
+    ButcherTableau,
+    Dopri5,
+    Dopri8,
+    Euler,
+    ExplicitRK,
+    Fehlberg2,
+    Heun2,
+    Heun3,
+    Method,
+    Midpoint,
+    Ralston,
+    Tsit5,
+)
 from .status import Status
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RK4",
+    "AdaptiveHeun",
+    "Backprop",
+    "Bosh3",
+    "ButcherTableau",
+    "Dopri5",
+    "Dopri8",
+    "Euler",
+    "ExplicitRK",
+    "Fehlberg2",
+    "Heun2",
+    "Heun3",
+    "Method",
+    "Midpoint",
+    "Ralston",
+    "Tsit5",
+    "solve",
     "ConstantController",
     "IController",
     "InvalidArgumentError",

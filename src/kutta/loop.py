@@ -267,3 +267,170 @@ def _locate_event(cfg, method, dense, t: float, h: float, sign0) -> tuple[float,
                 hi = mid
     theta = 0.5 * (lo + hi)
     return t + theta * h, method.interpolate(dense, theta)
+
+
+# ------------------------------------------------------------------------------------------
+# Per-sample stepping
+# ------------------------------------------------------------------------------------------
+
+
+def _tree_map(fn: Callable, tree: Any, *rest: Any) -> Any:
+    if tree is None:
+        return None
+    if isinstance(tree, torch.Tensor):
+        return fn(tree, *rest)
+    return type(tree)(_tree_map(fn, *parts) for parts in zip(tree, *rest))
+
+
+def _repeat(value: Any, tree: Any) -> Any:
+    """A tree shaped like ``tree`` with ``value`` at every leaf (to pass per-leaf arguments)."""
+    if tree is None or isinstance(tree, torch.Tensor):
+        return value
+    return type(tree)(_repeat(value, part) for part in tree)
+
+
+def _tree_where(mask: torch.Tensor, new: Any, old: Any) -> Any:
+    """Per-sample merge: take ``new`` where ``mask`` (shape ``(A,)``), else ``old``."""
+    if new is None or old is None:
+        # A method state of None means "nothing cached"; dropping the cache is always safe.
+        return None
+
+    def pick(n: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        m = mask.view(-1, *([1] * (n.dim() - 1)))
+        return torch.where(m, n, o)
+
+    return _tree_map(pick, new, old)
+
+
+@dataclasses.dataclass
+class PerSampleResult:
+    ys: torch.Tensor  # (T, B, N); NaN where a sample never reached an output time
+    status: torch.Tensor  # (B,) int
+    nfe: torch.Tensor  # (B,) long
+    n_accepted: torch.Tensor
+    n_rejected: torch.Tensor
+    t_final: torch.Tensor  # (B,) forward time reached
+
+
+def integrate_per_sample(
+    f: Callable,
+    y0: torch.Tensor,
+    times: torch.Tensor,
+    method: Method,
+    controller: Controller,
+    cfg: LoopConfig,
+    counter: Any,
+) -> PerSampleResult:
+    """Integrate every sample with its own step size, acceptance and (optionally) output times.
+
+    ``y0`` is ``(B, N)``; ``times`` is ``(T,)`` or ``(B, T)`` increasing forward times on the
+    state's device. A sample that finished is dropped from the working set, so it costs nothing
+    more; and since every operation is per row, a sample's result never depends on the others.
+    """
+    B, N = y0.shape
+    device = y0.device
+    tdtype = times.dtype
+    times_w = times.expand(B, -1) if times.dim() == 1 else times
+    T = times_w.shape[1]
+    if T < 2:
+        raise InvalidArgumentError("per-sample solves need at least two output times")
+    idx = torch.arange(B, device=device)
+    t = times_w[:, 0].clone()
+    t_end = times_w[:, -1]
+    y = y0
+    next_out = torch.ones(B, dtype=torch.long, device=device)
+    dummy = B * T  # a scratch slot that absorbs writes from samples without an output this step
+    out_index = [idx * T]
+    out_values = [y0]
+    status = torch.full((B,), int(Status.SUCCESS), dtype=torch.long, device=device)
+    nfe = torch.zeros(B, dtype=torch.long, device=device)
+    n_acc = torch.zeros_like(nfe)
+    n_rej = torch.zeros_like(nfe)
+    t_final = t.clone()
+
+    calls = counter.calls
+    state = method.init(f, t, y)
+    if method.adaptive:
+        if cfg.first_step is not None:
+            h = torch.full((B,), float(cfg.first_step), dtype=tdtype, device=device)
+        else:
+            h = controller.initial(f, t, y, state, method.order).to(tdtype)
+    else:
+        if cfg.step_size is None:
+            raise InvalidArgumentError(
+                "fixed-step methods in per_sample mode need a step size (step_size=...)"
+            )
+        h = torch.full((B,), float(cfg.step_size), dtype=tdtype, device=device)
+    nfe += counter.calls - calls
+    cstate = controller.init_state(h)
+    eps = torch.finfo(tdtype).eps
+    iteration = 0
+
+    while idx.numel() > 0:
+        if iteration >= cfg.max_steps:
+            status[idx] = int(Status.MAX_STEPS)
+            t_final[idx] = t
+            break
+        iteration += 1
+        calls = counter.calls
+        h = h.clamp(max=controller.dt_max)
+        landing = t + h >= t_end
+        h_try = torch.where(landing, t_end - t, h)
+        res = method.step(f, t, y, h_try.to(y.dtype)[:, None], state)
+        if method.adaptive:
+            scale = controller.error_norm(res.error, y, res.y)
+            accept, h_next, cstate = controller.adapt(scale, h_try, cstate)
+            h_next = h_next.clamp(min=controller.dt_min)
+        else:
+            accept = torch.ones_like(landing)
+            h_next = h
+            scale = torch.zeros_like(h)
+        t_new = torch.where(landing, t_end, t + h_try)
+        nfe[idx] += counter.calls - calls
+        n_acc[idx] += accept.long()
+        n_rej[idx] += (~accept).long()
+
+        # Outputs inside (t, t_new] of accepted samples (possibly several per step).
+        while True:
+            pos = next_out.clamp(max=T - 1)
+            t_out = times_w.gather(1, pos[:, None])[:, 0]
+            emit = accept & (next_out < T) & (t_out <= t_new)
+            if not bool(emit.any()):
+                break
+            theta = ((t_out - t) / h_try).clamp(0.0, 1.0).to(y.dtype)[:, None]
+            at_end = (t_out == t_new)[:, None]
+            value = torch.where(at_end, res.y, method.interpolate(res.dense, theta))
+            out_index.append(torch.where(emit, idx * T + pos, torch.full_like(pos, dummy)))
+            out_values.append(value)
+            next_out = next_out + emit.long()
+
+        y = torch.where(accept[:, None], res.y, y)
+        t = torch.where(accept, t_new, t)
+        state = _tree_where(accept, res.state, state) if method.adaptive else res.state
+        h = h_next
+
+        finite = torch.isfinite(scale)
+        if not method.adaptive:
+            finite = torch.isfinite(res.y).all(dim=1)
+        too_small = (~accept) & ((h < _EPS_FACTOR * eps * t.abs()) | (h < controller.dt_min))
+        failed = too_small | ~finite if not method.adaptive else too_small
+        done = accept & landing & (next_out >= T)
+        finished = done | failed
+        if bool(finished.any()):
+            code = torch.where(
+                failed,
+                torch.where(finite, int(Status.DT_UNDERFLOW), int(Status.NONFINITE)),
+                int(Status.SUCCESS),
+            )
+            status[idx[finished]] = code[finished]
+            t_final[idx[finished]] = t[finished]
+            keep = ~finished
+            idx, t, h, y, t_end = idx[keep], t[keep], h[keep], y[keep], t_end[keep]
+            next_out, times_w = next_out[keep], times_w[keep]
+            state = _tree_map(torch.Tensor.__getitem__, state, _repeat(keep, state))
+            cstate = _tree_map(torch.Tensor.__getitem__, cstate, _repeat(keep, cstate))
+
+    flat = y0.new_full((B * T + 1, N), math.nan)
+    flat = flat.index_copy(0, torch.cat(out_index), torch.cat(out_values))
+    ys = flat[:-1].view(B, T, N).transpose(0, 1)
+    return PerSampleResult(ys, status, nfe, n_acc, n_rej, t_final)

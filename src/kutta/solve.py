@@ -1,0 +1,204 @@
+"""The native entry point: ``kutta.solve(...) -> Solution``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ._inputs import normalize
+from .controllers import ConstantController, Controller, PIController
+from .errors import InvalidArgumentError, SolverError
+from .gradients import Backprop
+from .loop import LoopConfig, LoopResult, integrate_per_sample, integrate_shared
+from .solution import Solution
+from .solvers.base import Method
+from .solvers.registry import make_method
+from .status import Status
+
+BATCH_MODES = ("shared", "per_sample")
+
+
+def _resolve_method(method: Method | str | None) -> Method:
+    if method is None:
+        return make_method("tsit5", {})
+    if isinstance(method, str):
+        return make_method(method, {})
+    if not isinstance(method, Method):
+        raise InvalidArgumentError(
+            f"method must be a kutta Method (e.g. kutta.Tsit5()) or a name, got {method!r}"
+        )
+    return method
+
+
+def solve(
+    f: Callable,
+    y0: torch.Tensor | tuple[torch.Tensor, ...],
+    t_eval: torch.Tensor | None = None,
+    *,
+    span: tuple[float, float] | None = None,
+    method: Method | str | None = None,
+    controller: Controller | None = None,
+    dense: bool = False,
+    batch_mode: str = "shared",
+    gradient: Any = None,
+    dt0: float | None = None,
+    step_size: float | None = None,
+    max_steps: int = 100_000,
+    step_t: Sequence[float] = (),
+    jump_t: Sequence[float] = (),
+    event_fn: Callable | None = None,
+    raise_on_failure: bool = True,
+) -> Solution:
+    """Solve ``dy/dt = f(t, y)`` and return a :class:`~kutta.Solution`.
+
+    Args:
+        f: the vector field ``f(t, y)``. In ``"per_sample"`` mode ``t`` has shape ``(B,)``.
+        y0: initial state: any shape (shared mode), ``(B, N)`` (per-sample mode), or a tuple.
+        t_eval: output times ``(T,)``; in per-sample mode also ``(B, T)`` (a grid per sample).
+        span: ``(t0, t1)`` instead of ``t_eval``: outputs at both ends only.
+        method: a method object (``kutta.Tsit5()``, ``kutta.Dopri5()``, ...) or a name.
+        controller: step-size control and tolerances (default ``kutta.PIController()``).
+        dense: keep every step's interpolant so that ``Solution.evaluate(t)`` works (shared mode).
+        batch_mode: ``"shared"`` (one step size for the whole state) or ``"per_sample"``.
+        gradient: a gradient strategy (default ``kutta.Backprop()``).
+        dt0: first step size (default: Hairer's automatic choice).
+        step_size: the step of a fixed-step method (default: step between output times).
+        max_steps: the step budget (accepted and rejected); then status ``MAX_STEPS``.
+        step_t, jump_t: times to step on exactly; at ``jump_t`` the vector field may jump.
+        event_fn: ``event_fn(t, y)``; a terminal event at its first sign change (shared mode).
+        raise_on_failure: raise :class:`~kutta.SolverError` (with the partial ``Solution``)
+            when a sample fails; otherwise return it with the status codes set.
+
+    Example:
+        >>> import torch, kutta
+        >>> y0 = torch.tensor([[1.0], [2.0]])
+        >>> sol = kutta.solve(lambda t, y: -y, y0, t_eval=torch.linspace(0, 1, 3),
+        ...                   batch_mode="per_sample")
+        >>> sol.ys.shape, sol.stats["nfe"].shape
+        (torch.Size([3, 2, 1]), torch.Size([2]))
+    """
+    if batch_mode not in BATCH_MODES:
+        raise InvalidArgumentError(
+            f"unknown batch_mode {batch_mode!r}; valid modes are: {', '.join(BATCH_MODES)}"
+        )
+    if (t_eval is None) == (span is None):
+        raise InvalidArgumentError("give exactly one of t_eval and span")
+    if span is not None:
+        if len(span) != 2:
+            raise InvalidArgumentError(f"span must be (t0, t1), got {span!r}")
+        t_eval = torch.tensor([float(span[0]), float(span[1])], dtype=torch.float64)
+    m = _resolve_method(method)
+    per_sample = batch_mode == "per_sample"
+    if controller is None:
+        controller = PIController() if m.adaptive else ConstantController()
+    gradient = Backprop() if gradient is None else gradient
+    t_eval = torch.as_tensor(t_eval)
+    if per_sample and t_eval.dim() == 2:
+        problem = normalize(f, y0, t_eval[0], per_sample=True)
+        times = _per_sample_times(t_eval, problem.y0)
+        if problem.reverse:
+            times = -times
+    else:
+        problem = normalize(f, y0, t_eval, per_sample=per_sample)
+        times = problem.times
+    dtype = problem.y0.real.dtype
+    m = m.bind(dtype, problem.y0.device)
+    ctl = controller.bind(m.error_order or m.order, dtype, problem.y0.device, per_sample)
+    cfg = LoopConfig(
+        max_steps=max_steps,
+        first_step=dt0,
+        step_size=step_size,
+        step_t=[problem.to_forward(float(x)) for x in step_t],
+        jump_t=[problem.to_forward(float(x)) for x in jump_t],
+        dense=dense,
+        raise_on_failure=False,
+    )
+    if event_fn is not None:
+        if per_sample:
+            raise InvalidArgumentError("event_fn is supported in shared mode only")
+        sign = -1.0 if problem.reverse else 1.0
+        cfg.event_fn = lambda tt, y: event_fn(
+            torch.tensor(sign * tt, dtype=problem.time_dtype, device=y.device), problem.unflatten(y)
+        )
+        times = times[:1]
+    if per_sample:
+        if dense or step_t or jump_t:
+            raise InvalidArgumentError("dense, step_t and jump_t are supported in shared mode only")
+        tdev = times.to(problem.y0.device, torch.float64)
+        result = gradient.run(
+            lambda: integrate_per_sample(problem.f, problem.y0, tdev, m, ctl, cfg, problem.counter)
+        )
+        sol = Solution(
+            ts=torch.as_tensor(t_eval),
+            ys=problem.unflatten(result.ys),
+            stats={
+                "nfe": result.nfe,
+                "n_steps": result.n_accepted + result.n_rejected,
+                "n_accepted": result.n_accepted,
+                "n_rejected": result.n_rejected,
+                "method": m.name,
+            },
+            status=result.status,
+        )
+        failed = ~sol.success
+        if raise_on_failure and bool(failed.any()):
+            first = int(torch.nonzero(failed)[0])
+            code = Status(int(result.status[first]))
+            raise SolverError(
+                f"{int(failed.sum())} of {len(failed)} samples failed; sample {first}: "
+                f"{code.message} at t = {problem.user_time(float(result.t_final[first])):.6g}. "
+                "The partial Solution (with per-sample status codes) is attached.",
+                partial=sol,
+                t=problem.user_time(float(result.t_final[first])),
+            )
+        return sol
+
+    result: LoopResult = gradient.run(
+        lambda: integrate_shared(problem.f, problem.y0, times, m, ctl, cfg, problem.counter)
+    )
+    ys = torch.stack(result.ys) if result.ys else problem.y0[:0]
+    ts_user = torch.as_tensor(t_eval)[: len(result.ys)]
+    events = []
+    if result.event_t is not None:
+        te = problem.user_time(result.event_t)
+        events.append({"t": te, "y": problem.unflatten(result.event_y)})
+        ts_user = torch.tensor([float(t_eval[0]), te], dtype=torch.as_tensor(t_eval).dtype)
+        ys = torch.stack([problem.y0, result.event_y])
+    sol = Solution(
+        ts=ts_user,
+        ys=problem.unflatten(ys),
+        stats={
+            "nfe": result.nfe,
+            "n_steps": result.n_accepted + result.n_rejected,
+            "n_accepted": result.n_accepted,
+            "n_rejected": result.n_rejected,
+            "method": m.name,
+        },
+        status=torch.tensor(int(result.status)),
+        events=events,
+        _dense=result.dense,
+        _to_user=(problem.to_forward, problem.unflatten),
+    )
+    if raise_on_failure and result.status not in (Status.SUCCESS, Status.EVENT):
+        raise SolverError(result.message, partial=sol, t=problem.user_time(result.t_final))
+    return sol
+
+
+def _per_sample_times(t_eval: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
+    if t_eval.shape[0] != y0.shape[0]:
+        raise InvalidArgumentError(
+            f"per-sample t_eval has {t_eval.shape[0]} rows but y0 has batch size {y0.shape[0]}"
+        )
+    if not torch.isfinite(t_eval).all():
+        raise InvalidArgumentError("t_eval contains NaN or inf")
+    d = t_eval[:, 1:] - t_eval[:, :-1]
+    direction = torch.sign(d[0, 0])
+    bad = ~(d * direction > 0)
+    if bool(bad.any()):
+        row, col = (int(v) for v in torch.nonzero(bad)[0])
+        raise InvalidArgumentError(
+            f"t_eval row {row} is not strictly monotone in the common direction at index {col + 1}"
+        )
+    return t_eval.detach().to(torch.float64)
