@@ -1,0 +1,89 @@
+"""The piecewise-polynomial control path that every interpolation scheme builds."""
+
+from __future__ import annotations
+
+import torch
+
+from kutta.errors import InvalidArgumentError
+
+
+class ControlPath:
+    """A path X(t) in R^C per series, a polynomial on each interval between grid points.
+
+    Subclasses compute ``pieces`` of shape (B, P, degree + 1, C): on piece ``i`` (from
+    ``grid[i]`` to ``grid[i + 1]``), X(t) = sum_k pieces[:, i, k] * (t - grid[i]) ** k.
+
+    Conventions:
+        * a time exactly on a grid point uses the piece to its *left* (the first piece at
+          the first grid point), so X'(t_k) depends on nothing observed after t_k;
+        * outside the interval the first or last piece is extended (polynomial extrapolation);
+        * per-series grids may end in padding that repeats the last time: a series never
+          uses a piece past its own last time.
+
+    ``t`` is a scalar (all series at the same time) or of shape (B,) (one time per series);
+    :meth:`evaluate` and :meth:`derivative` return (B, C).
+    """
+
+    def __init__(self, pieces: torch.Tensor, grid: torch.Tensor, lengths: torch.Tensor):
+        self._pieces = pieces
+        self._grid = grid if grid.ndim == 2 else grid.expand(pieces.shape[0], -1).contiguous()
+        self._given_grid = grid
+        self._last_piece = lengths - 2
+
+    @property
+    def grid_points(self) -> torch.Tensor:
+        """The knots, (T,) or (B, T) as given: where X may be non-smooth, for ``jump_t``/``step_t``."""
+        return self._given_grid
+
+    @property
+    def interval(self) -> torch.Tensor:
+        """[first time, last time]: shape (2,) for a shared grid, (B, 2) per series."""
+        if self._given_grid.ndim == 1:
+            return self._given_grid[[0, -1]]
+        last = self._grid.gather(1, (self._last_piece + 1).unsqueeze(1))
+        return torch.cat([self._grid[:, :1], last], dim=1)
+
+    @property
+    def degree(self) -> int:
+        return self._pieces.shape[2] - 1
+
+    @property
+    def batch_size(self) -> int:
+        return self._pieces.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self._pieces.shape[3]
+
+    def _locate(self, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (B, degree + 1, C) piece each series uses at ``t``, and ``t`` minus its start."""
+        batch = self.batch_size
+        t = torch.as_tensor(t, dtype=self._pieces.dtype, device=self._pieces.device)
+        if t.ndim == 0:
+            t = t.expand(batch)
+        elif tuple(t.shape) != (batch,):
+            raise InvalidArgumentError(
+                f"t must be a scalar or have shape (batch,) = ({batch},), got {tuple(t.shape)}"
+            )
+        query = t.detach().unsqueeze(1).contiguous()
+        index = torch.searchsorted(self._grid, query).squeeze(1) - 1
+        index = torch.minimum(index.clamp(min=0), self._last_piece)
+        start = self._grid.gather(1, index.unsqueeze(1)).squeeze(1)
+        rows = torch.arange(batch, device=index.device)
+        return self._pieces[rows, index], (t - start).unsqueeze(-1)
+
+    def evaluate(self, t: torch.Tensor | float) -> torch.Tensor:
+        """X(t), shape (B, C)."""
+        piece, s = self._locate(t)
+        result = piece[:, -1]
+        for k in range(self.degree - 1, -1, -1):
+            result = result * s + piece[:, k]
+        return result
+
+    def derivative(self, t: torch.Tensor | float) -> torch.Tensor:
+        """dX/dt at t, shape (B, C)."""
+        piece, s = self._locate(t)
+        result = self.degree * piece[:, -1]
+        for k in range(self.degree - 1, 0, -1):
+            result = result * s + k * piece[:, k]
+        return result
