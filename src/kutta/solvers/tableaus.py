@@ -94,6 +94,8 @@ RK4_CLASSIC = ButcherTableau(
 # ---------------------------------------------------------------------------------------------
 # Adaptive, low order
 # ---------------------------------------------------------------------------------------------
+# Dense output is cubic Hermite: torchdiffeq's midpoint weights for these three methods only
+# make a first-order interpolant, while Hermite on the FSAL stage reaches the method's order.
 
 # Heun's method with Euler's as the estimate. torchdiffeq's error weights (+1/2, -1/2) are the
 # negated Heun-minus-Euler difference; the sign is irrelevant to any norm and kept for parity.
