@@ -176,7 +176,8 @@ def normalize(
 
     def make_time(tt):
         if isinstance(tt, float):
-            return torch.tensor(sign * tt, dtype=tdtype, device=device)
+            # scalar_tensor is the cheapest way to make a 0-dim tensor (half of torch.tensor's cost)
+            return torch.scalar_tensor(sign * tt, dtype=tdtype, device=device)
         return tt.to(tdtype) * sign if reverse else tt.to(tdtype)
 
     checked = False

@@ -146,7 +146,9 @@ def integrate_shared(
         res = method.step(f, t, y, h_try, state)
 
         if method.adaptive:
-            scale = float(controller.error_norm(res.error, y, res.y))
+            scale = (
+                float(controller.error_norm(res.error, y, res.y)) if controller.uses_error else 0.0
+            )
             accept, h_next, cstate = controller.adapt(scale, h_try, cstate)
             if not accept:
                 n_rej += 1
@@ -378,7 +380,11 @@ def integrate_per_sample(
         h_try = torch.where(landing, t_end - t, h)
         res = method.step(f, t, y, h_try.to(y.dtype)[:, None], state)
         if method.adaptive:
-            scale = controller.error_norm(res.error, y, res.y)
+            scale = (
+                controller.error_norm(res.error, y, res.y)
+                if controller.uses_error
+                else torch.zeros_like(h)
+            )
             accept, h_next, cstate = controller.adapt(scale, h_try, cstate)
             h_next = h_next.clamp(min=controller.dt_min)
         else:
