@@ -1,16 +1,23 @@
 """Continuous-time models: neural ODEs, the ResNet bridge, irregular time series, flows, UDEs."""
 
 from kutta.models._solver import SolverOptions
+from kutta.models.latent_ode import ELBO, LatentODE, Posterior
 from kutta.models.layers import AutonomousMLP, ConcatLinear, ConcatSquashLinear, TimeMLP
 from kutta.models.neural_ode import NeuralODE, ODEBlock, ODENetClassifier, ResidualStack
+from kutta.models.ode_rnn import ODERNN, ODERNNOutput
 
 __all__ = [
     "AutonomousMLP",
     "ConcatLinear",
     "ConcatSquashLinear",
+    "ELBO",
+    "LatentODE",
     "NeuralODE",
     "ODEBlock",
     "ODENetClassifier",
+    "ODERNN",
+    "ODERNNOutput",
+    "Posterior",
     "ResidualStack",
     "SolverOptions",
     "TimeMLP",

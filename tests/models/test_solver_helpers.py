@@ -1,0 +1,57 @@
+"""The per-series time-span machinery that ODE-RNN, Latent ODE and Neural CDE rely on."""
+
+import torch
+from torch import nn
+
+from kutta.models._solver import SolverOptions, evolve, evolve_through
+
+TIGHT = SolverOptions(method="dopri5", rtol=1e-10, atol=1e-12)
+
+
+class Linear(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.a = a
+
+    def forward(self, t, z):
+        return z @ self.a.T
+
+
+def test_evolve_solves_each_series_over_its_own_span():
+    a = torch.tensor([[-0.3, 1.0], [-1.0, -0.2]], dtype=torch.float64)
+    z = torch.randn(3, 2, dtype=torch.float64)
+    t_from = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    t_to = torch.tensor([1.5, 1.0, -0.5], dtype=torch.float64)  # forward, empty, backward
+    result = evolve(Linear(a), z, t_from, t_to, TIGHT)
+    exact = torch.stack(
+        [torch.linalg.matrix_exp(a * (t1 - t0)) @ zb for zb, t0, t1 in zip(z, t_from, t_to)]
+    )
+    torch.testing.assert_close(result, exact, rtol=1e-8, atol=1e-9)
+    assert torch.equal(result[1], z[1])
+
+
+def test_evolve_passes_per_series_times_to_the_field():
+    class TimeOnly(nn.Module):  # dz/dt = t, so z(t1) - z(t0) = (t1^2 - t0^2) / 2
+        def forward(self, t, z):
+            assert t.shape == (z.shape[0],)
+            return t.unsqueeze(-1).expand_as(z)
+
+    t_from = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    t_to = torch.tensor([2.0, 3.0], dtype=torch.float64)
+    result = evolve(TimeOnly(), torch.zeros(2, 1, dtype=torch.float64), t_from, t_to, TIGHT)
+    torch.testing.assert_close(result.squeeze(-1), (t_to**2 - t_from**2) / 2)
+
+
+def test_shared_grid_and_per_series_paths_agree():
+    a = torch.tensor([[-0.5, 2.0], [-2.0, -0.5]], dtype=torch.float64)
+    z0 = torch.randn(4, 2, dtype=torch.float64)
+    grid = torch.tensor([0.3, 0.9, 1.4, 2.0], dtype=torch.float64)
+    t0 = torch.zeros(4, dtype=torch.float64)
+    shared = evolve_through(Linear(a), z0, t0, grid.expand(4, -1), TIGHT)
+    ragged_grid = grid.expand(4, -1).clone()
+    ragged_grid[0, -1] = 1.4  # one series ends early (padding repeats its last time)
+    ragged = evolve_through(Linear(a), z0, t0, ragged_grid, TIGHT)
+    torch.testing.assert_close(shared[1:], ragged[1:], rtol=1e-8, atol=1e-9)
+    exact = torch.stack([z0 @ torch.linalg.matrix_exp(a * t).T for t in grid], dim=1)
+    torch.testing.assert_close(shared, exact, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(ragged[0, -1], ragged[0, -2], rtol=0, atol=0)
