@@ -16,7 +16,8 @@ Sources of the numbers:
   solution and the midpoint weights of the dense output from Shampine (1986), "Some practical
   Runge-Kutta formulas", as torchdiffeq uses them.
 - dopri8: Prince & Dormand (1981), "High order embedded Runge-Kutta formulae" (RK8(7)13M, in
-  the rational approximations torchdiffeq uses); midpoint weights from torchdiffeq's dopri8.
+  the rational approximations torchdiffeq uses); dense output from its fifth-order
+  continuous extension (as torchdiffeq carries it).
 - tsit5: Tsitouras (2011), "Runge–Kutta pairs of order 5(4) satisfying only the first column
   simplifying assumption", with the high-precision coefficients and interpolant polynomials
   of DiffEqDevTools.jl / OrdinaryDiffEq.jl (``Tsit5Interp``). The sign of the last error
