@@ -1,0 +1,171 @@
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from scipy.integrate import simpson
+
+from kutta.errors import InvalidArgumentError
+from kutta.models import LatentODE
+
+
+def ragged_batch(dtype=torch.float64):
+    g = torch.Generator().manual_seed(5)
+    lengths = torch.tensor([6, 4, 5])
+    times = torch.sort(torch.rand(3, 6, generator=g, dtype=dtype), dim=1).values
+    values = torch.randn(3, 6, 2, generator=g, dtype=dtype)
+    mask = (torch.rand(3, 6, 2, generator=g) > 0.3).to(dtype)
+    mask[:, 0] = 1
+    for b, n in enumerate(lengths):
+        times[b, n:] = times[b, n - 1]
+        values[b, n:] = -77.0
+    return SimpleNamespace(times=times, values=values, mask=mask, lengths=lengths)
+
+
+def single(batch, b):
+    n = int(batch.lengths[b])
+    return SimpleNamespace(
+        times=batch.times[b : b + 1, :n],
+        values=batch.values[b : b + 1, :n],
+        mask=batch.mask[b : b + 1, :n],
+    )
+
+
+def make_model(**kwargs):
+    torch.manual_seed(0)
+    settings = dict(latent_dim=3, encoder_hidden=5, decoder_hidden=4, method="rk4")
+    settings.update(kwargs)
+    return LatentODE(2, **settings).double()
+
+
+def test_shapes_on_a_ragged_batch():
+    model, batch = make_model(), ragged_batch()
+    posterior = model.encode(batch)
+    assert posterior.mean.shape == posterior.std.shape == (3, 3)
+    torch.testing.assert_close(posterior.t0, batch.times[:, 0])
+    query = torch.linspace(0, 2, 7, dtype=torch.float64)
+    mean, std = model.predict(batch, query, n_samples=5)
+    assert mean.shape == std.shape == (3, 7, 2) and bool((std > 0).all())
+    assert model.sample(4, query).shape == (4, 7, 2)
+    assert model.sample(4, query, condition_on=batch).shape == (4, 3, 7, 2)
+    terms = model.elbo(batch, n_samples=2)
+    assert terms.elbo.shape == terms.kl.shape == (3,)
+    assert terms.loss().shape == ()
+
+
+def test_encoder_and_decoder_do_not_depend_on_padding_or_the_rest_of_the_batch():
+    model, batch = make_model(), ragged_batch()
+    together = model.encode(batch)
+    z0 = torch.randn(2, 3, 3, dtype=torch.float64)
+    query = torch.tensor(
+        [[0.1, 0.5, 0.9, 0.9], [0.2, 0.3, 0.4, 0.8], [0.0, 0.6, 0.7, 1.2]], dtype=torch.float64
+    )
+    decoded = model.decode(z0, together.t0, query)
+    for b in range(3):
+        alone = model.encode(single(batch, b))
+        torch.testing.assert_close(together.mean[b], alone.mean[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(together.std[b], alone.std[0], rtol=1e-12, atol=1e-12)
+        one = model.decode(z0[:, b : b + 1], alone.t0, query[b : b + 1])
+        torch.testing.assert_close(decoded[:, b : b + 1], one, rtol=1e-12, atol=1e-12)
+
+
+def test_elbo_terms_match_the_distributions():
+    model, batch = make_model(obs_std=0.3), ragged_batch()
+    torch.manual_seed(11)
+    terms = model.elbo(batch, n_samples=1)
+    posterior = model.encode(batch)
+    torch.manual_seed(11)
+    z0 = posterior.mean + posterior.std * torch.randn(1, *posterior.mean.shape, dtype=torch.float64)
+    means = model.decode(z0, posterior.t0, batch.times)[0]
+    observed = batch.mask.bool() & (torch.arange(6)[None, :, None] < batch.lengths[:, None, None])
+    normal = torch.distributions.Normal(means, 0.3)
+    expected_ll = torch.where(observed, normal.log_prob(batch.values), 0.0).sum(dim=(1, 2))
+    expected_kl = torch.distributions.kl_divergence(
+        torch.distributions.Normal(posterior.mean, posterior.std),
+        torch.distributions.Normal(0.0, 1.0),
+    ).sum(-1)
+    torch.testing.assert_close(terms.log_likelihood, expected_ll)
+    torch.testing.assert_close(terms.kl, expected_kl)
+    torch.testing.assert_close(terms.elbo, expected_ll - expected_kl)
+    torch.testing.assert_close(terms.observed, observed.sum(dim=(1, 2)).to(torch.float64))
+
+
+@torch.no_grad()
+def test_poisson_term_integrates_the_intensity_along_the_latent_path():
+    model = make_model(poisson=True, method="dopri5", rtol=1e-9, atol=1e-10)
+    times = torch.linspace(0, 1, 5, dtype=torch.float64)
+    batch = SimpleNamespace(times=times, values=torch.randn(2, 5, 2, dtype=torch.float64))
+    torch.manual_seed(1)
+    terms = model.elbo(batch)
+    posterior = model.encode(batch)
+    torch.manual_seed(1)
+    z0 = posterior.mean + posterior.std * torch.randn(1, *posterior.mean.shape, dtype=torch.float64)
+    fine = torch.linspace(0, 1, 401, dtype=torch.float64)
+    latent = model._latent_paths(z0[0], posterior.t0, fine.expand(2, -1))[..., :3]
+    rates = model.intensity(latent)  # (2, 401, 2)
+    integral = torch.from_numpy(simpson(rates.numpy(), x=fine.numpy(), axis=1)).sum(-1)
+    on_obs = model._latent_paths(z0[0], posterior.t0, times.expand(2, -1))[..., :3]
+    events = torch.log(model.intensity(on_obs) + 1e-8).sum(dim=(1, 2))
+    torch.testing.assert_close(
+        terms.poisson_log_likelihood, events - integral, rtol=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("options", [{}, {"poisson": True, "obs_std": None}])
+def test_gradient_step_and_every_parameter_is_used(
+    options, one_step_reduces_loss, assert_every_parameter_gets_gradient
+):
+    model, batch = (
+        make_model(obs_std=0.5, **options) if not options else make_model(**options),
+        ragged_batch(),
+    )
+
+    def loss():
+        torch.manual_seed(2)  # the same reparametrisation noise before and after the step
+        return model.elbo(batch, n_samples=2).loss()
+
+    before, after = one_step_reduces_loss(model, loss, lr=1e-2)
+    assert after < before
+    assert_every_parameter_gets_gradient(model, loss())
+
+
+def test_state_dict_round_trip(round_trip):
+    model, batch = make_model(obs_std=None, poisson=True), ragged_batch()
+    fresh = round_trip(model, lambda: make_model(obs_std=None, poisson=True))
+    torch.manual_seed(4)
+    expected = model.elbo(batch).elbo
+    torch.manual_seed(4)
+    assert torch.equal(fresh.elbo(batch).elbo, expected)
+
+
+@pytest.mark.slow
+def test_learns_a_family_of_sines():
+    # A smoke test of the whole VAE: the reconstruction error drops well below the data's spread.
+    g = torch.Generator().manual_seed(0)
+    times = torch.linspace(0, 2, 12)
+    phase = torch.rand(16, 1, generator=g) * 2 * math.pi
+    values = torch.sin(2 * times + phase).unsqueeze(-1)
+    batch = SimpleNamespace(times=times, values=values)
+    model = LatentODE(
+        1, latent_dim=2, encoder_hidden=8, decoder_hidden=8, obs_std=0.1, method="rk4"
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        model.elbo(batch).loss().backward()
+        opt.step()
+    with torch.no_grad():
+        mean, _ = model.predict(batch, times, n_samples=8)
+    assert float(((mean - values) ** 2).mean()) < 0.2 * float(values.var())
+
+
+def test_bad_input_is_named():
+    with pytest.raises(InvalidArgumentError, match="obs_std"):
+        LatentODE(2, obs_std=0.0)
+    with pytest.raises(InvalidArgumentError, match="same series"):
+        make_model().elbo(
+            ragged_batch(),
+            target=SimpleNamespace(
+                times=torch.arange(3.0), values=torch.zeros(1, 3, 2, dtype=torch.float64)
+            ),
+        )
