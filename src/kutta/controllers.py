@@ -89,8 +89,13 @@ class Controller:
 
     uses_error = True  #: whether ``adapt`` looks at the error (else the loop skips computing it)
 
+    @torch.no_grad()
     def error_norm(self, error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor) -> Any:
-        """The weighted error ``norm(err / (atol + rtol * max(|y0|, |y1|)))``; <= 1 is acceptable."""
+        """The weighted error ``norm(err / (atol + rtol * max(|y0|, |y1|)))``; <= 1 is acceptable.
+
+        Computed without autograd: step-size choices are not differentiated (as in diffrax), and
+        recording them would cost time and memory for nothing.
+        """
         scale = torch.maximum(y0.abs(), y1.abs()).mul_(self.rtol).add_(self.atol)
         ratio = error / scale
         if self.norm is rms_norm:
@@ -98,6 +103,7 @@ class Controller:
             return torch.linalg.vector_norm(ratio) * (1.0 / math.sqrt(max(ratio.numel(), 1)))
         return self.norm(ratio)
 
+    @torch.no_grad()
     def initial(self, f, t0, y0, f0, order: int) -> Any:
         """Hairer's initial step size (Hairer, Nørsett, Wanner I, II.4), costs one evaluation.
 
