@@ -1,0 +1,92 @@
+"""What every implicit method shares: options, layouts, Jacobian evaluation, counters.
+
+Hooks and counters the solve loop may use:
+
+* ``method.set_error_scale(atol, rtol)``: called before ``init``; Newton's stopping test
+  measures corrections in the loop's error norm (``atol + rtol * |y|``). Without the call the
+  defaults ``atol=1e-9, rtol=1e-6`` are used.
+* ``method.stats``: a dict of counters of the latest solve (``n_jac``, ``n_lu``,
+  ``n_newton_iters``, ``n_newton_failures``). ``bind`` gives each solve a fresh dict, shared by
+  the bound copy and the instance it was bound from, so either can be read afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..base import Method
+from .linalg import ErrorScale, block_jacobian, check_layout, new_stats, to_blocks
+
+JacFn = Callable[[Any, torch.Tensor], torch.Tensor]
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class ImplicitMethod(Method):
+    """Base of the implicit methods.
+
+    Args:
+        jac: optional ``jac(t, y)`` returning the Jacobian blocks: ``(n, n)`` for the flattened
+            state in the default coupled layout, ``(B, N, N)`` with ``independent_batch`` or in
+            per-sample mode. Default: autograd.
+        jacobian: how autograd builds Jacobians: ``"autograd"`` (n backward passes, best for
+            small systems), ``"fwd"`` (n JVPs) or ``"rev"`` (n VJPs) vectorized by ``vmap``.
+        independent_batch: in shared mode, treat the leading dimension of the state as
+            independent systems (block-diagonal Jacobian). Off by default for torchdiffeq's
+            semantics, where every element may couple to every other.
+    """
+
+    jac: JacFn | None = None
+    jacobian: str = "autograd"
+    independent_batch: bool = False
+
+    def __post_init__(self) -> None:
+        check_layout("coupled", self.jacobian)
+        self.stats = new_stats()
+        self._error_scale = ErrorScale(1e-9, 1e-6)
+
+    def set_error_scale(self, atol: Any, rtol: Any) -> None:
+        """Tell Newton the loop's tolerances (floats or tensors broadcastable to ``y``)."""
+        self._error_scale = ErrorScale(atol, rtol)
+
+    def bind(self, dtype: torch.dtype, device: torch.device) -> ImplicitMethod:
+        bound = copy.copy(self)
+        bound.stats = self.stats = new_stats()
+        bound._dtype, bound._device = dtype, device
+        return bound
+
+    def _layout(self, t: Any) -> str:
+        if isinstance(t, torch.Tensor) and t.dim() == 1:
+            return "per_sample"
+        return "batch" if self.independent_batch else "coupled"
+
+    @staticmethod
+    def _stage_time(t: Any, c: float, h: Any) -> Any:
+        if isinstance(h, torch.Tensor):
+            return t + c * h.squeeze(-1)
+        return t + c * h
+
+    @staticmethod
+    def _block_fn(f: Callable, t: Any, shape: torch.Size, layout: str) -> Callable:
+        """``f(t, .)`` as a map between block views."""
+
+        def g(z: torch.Tensor) -> torch.Tensor:
+            return to_blocks(f(t, z.reshape(shape)), layout)
+
+        return g
+
+    def _jacobian(
+        self, f: Callable, t: Any, y: torch.Tensor, layout: str, keep_graph: bool = False
+    ) -> torch.Tensor:
+        """The ``(B, n, n)`` Jacobian blocks of ``f(t, .)`` at ``y`` (differentiable if
+        ``keep_graph``)."""
+        self.stats["n_jac"] += 1
+        if self.jac is not None:
+            jac = self.jac(t, y)
+            return jac.reshape(1, *jac.shape) if layout == "coupled" else jac
+        g = self._block_fn(f, t, y.shape, layout)
+        return block_jacobian(g, to_blocks(y, layout), self.jacobian, keep_graph)
