@@ -1,6 +1,7 @@
 """Continuous-time models: neural ODEs, the ResNet bridge, irregular time series, flows, UDEs."""
 
 from kutta.models._solver import SolverOptions
+from kutta.models.cde import CDEVectorField, NeuralCDE, control_path
 from kutta.models.latent_ode import ELBO, LatentODE, Posterior
 from kutta.models.layers import AutonomousMLP, ConcatLinear, ConcatSquashLinear, TimeMLP
 from kutta.models.neural_ode import NeuralODE, ODEBlock, ODENetClassifier, ResidualStack
@@ -8,10 +9,12 @@ from kutta.models.ode_rnn import ODERNN, ODERNNOutput
 
 __all__ = [
     "AutonomousMLP",
+    "CDEVectorField",
     "ConcatLinear",
     "ConcatSquashLinear",
     "ELBO",
     "LatentODE",
+    "NeuralCDE",
     "NeuralODE",
     "ODEBlock",
     "ODENetClassifier",
@@ -21,4 +24,5 @@ __all__ = [
     "ResidualStack",
     "SolverOptions",
     "TimeMLP",
+    "control_path",
 ]
