@@ -37,7 +37,8 @@ class LoopConfig:
     step_t: Sequence[float] = ()
     jump_t: Sequence[float] = ()
     dense: bool = False
-    event_fn: Callable | None = None  # g(t, y) -> tensor; terminal at the first sign change
+    event_fn: Callable | None = None  # g(t, y) -> tensor, watched for sign changes
+    event_terminal: bool = True  # stop at the first sign change, or record them all
     event_tol: float | None = None
     raise_on_failure: bool = True
 
@@ -51,8 +52,9 @@ class LoopResult:
     n_rejected: int
     t_final: float
     dense: DenseSteps | None = None
-    event_t: float | None = None
+    event_t: float | None = None  # the terminal event, if one fired
     event_y: torch.Tensor | None = None
+    events: list[tuple[float, torch.Tensor]] = dataclasses.field(default_factory=list)
     message: str = ""
 
 
@@ -126,7 +128,9 @@ def integrate_shared(
             raise SolverError(msg, partial=result, t=t)
         return result
 
-    while next_out < n_out or cfg.event_fn is not None:
+    terminal_event = cfg.event_fn is not None and cfg.event_terminal
+    events: list[tuple[float, torch.Tensor]] = []
+    while next_out < n_out or terminal_event:
         if stop_i >= len(stops):
             break
         if n_acc + n_rej >= cfg.max_steps:
@@ -185,11 +189,15 @@ def integrate_shared(
                 sign1 = torch.sign(cfg.event_fn(t_new, res.y))
             if bool((sign1 != event_sign0).any()):
                 te, ye = _locate_event(cfg, method, res.dense, t, h_try, event_sign0)
+                events.append((te, ye))
+                event_sign0 = sign1
+            if events and terminal_event:
                 n_acc += 1
                 result = LoopResult(
                     ys, Status.EVENT, counter.calls - nfe0, n_acc, n_rej, te, dense_steps
                 )
                 result.event_t, result.event_y = te, ye
+                result.events = events
                 return result
 
         n_acc += 1
@@ -211,9 +219,11 @@ def integrate_shared(
                     f"non-finite values (NaN/inf) in the state at output t = {_fmt(out_times[i])}; "
                     "partial results are attached.",
                 )
-    if cfg.event_fn is not None:
+    if terminal_event:
         return fail(Status.MAX_STEPS, "the event did not fire before the end of the time span")
-    return LoopResult(ys, Status.SUCCESS, counter.calls - nfe0, n_acc, n_rej, t, dense_steps)
+    result = LoopResult(ys, Status.SUCCESS, counter.calls - nfe0, n_acc, n_rej, t, dense_steps)
+    result.events = events
+    return result
 
 
 def _fmt(t: float) -> str:

@@ -49,6 +49,7 @@ def solve(
     step_t: Sequence[float] = (),
     jump_t: Sequence[float] = (),
     event_fn: Callable | None = None,
+    event_terminal: bool = True,
     raise_on_failure: bool = True,
 ) -> Solution:
     """Solve ``dy/dt = f(t, y)`` and return a :class:`~kutta.Solution`.
@@ -67,7 +68,10 @@ def solve(
         step_size: the step of a fixed-step method (default: step between output times).
         max_steps: the step budget (accepted and rejected); then status ``MAX_STEPS``.
         step_t, jump_t: times to step on exactly; at ``jump_t`` the vector field may jump.
-        event_fn: ``event_fn(t, y)``; a terminal event at its first sign change (shared mode).
+        event_fn: ``event_fn(t, y)`` (shared mode), watched for sign changes, each located by
+            bisection on the dense interpolant and recorded in ``Solution.events``.
+        event_terminal: stop at the first sign change (then the outputs are ``t0`` and the
+            event time) or keep going to the last output time, recording every crossing.
         raise_on_failure: raise :class:`~kutta.SolverError` (with the partial ``Solution``)
             when a sample fails; otherwise return it with the status codes set.
 
@@ -122,7 +126,9 @@ def solve(
         cfg.event_fn = lambda tt, y: event_fn(
             torch.tensor(sign * tt, dtype=problem.time_dtype, device=y.device), problem.unflatten(y)
         )
-        times = times[:1]
+        cfg.event_terminal = event_terminal
+        if event_terminal:
+            times = times[:1]
     if per_sample:
         if dense or step_t or jump_t:
             raise InvalidArgumentError("dense, step_t and jump_t are supported in shared mode only")
@@ -160,10 +166,9 @@ def solve(
     )
     ys = torch.stack(result.ys) if result.ys else problem.y0[:0]
     ts_user = torch.as_tensor(t_eval)[: len(result.ys)]
-    events = []
+    events = [{"t": problem.user_time(te), "y": problem.unflatten(ye)} for te, ye in result.events]
     if result.event_t is not None:
         te = problem.user_time(result.event_t)
-        events.append({"t": te, "y": problem.unflatten(result.event_y)})
         ts_user = torch.tensor([float(t_eval[0]), te], dtype=torch.as_tensor(t_eval).dtype)
         ys = torch.stack([problem.y0, result.event_y])
     sol = Solution(
