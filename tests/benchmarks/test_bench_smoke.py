@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +32,7 @@ def load(name: str):
 
 
 def run_quick(module) -> dict:
-    with warnings.catch_warnings():
-        # Reported to the lead: kutta's initial step selection calls float() on a tensor that
-        # requires grad (controllers.py, Controller.initial) and torch warns. Not this test's subject.
-        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
-        return module.main(["--quick"])
+    return module.main(["--quick"])
 
 
 def test_overhead_quick_runs_and_libraries_agree(capsys):
