@@ -90,3 +90,15 @@ def test_rectilinear_padding_makes_the_path_constant_after_the_end():
     for s in [4.5, 5.0, 6.0]:
         torch.testing.assert_close(path.evaluate(s), end)
         assert path.derivative(s).abs().max() == 0
+
+
+def test_natural_spline_with_gaps_is_the_spline_through_the_observed_points():
+    # Leading/trailing gaps take the first/last observation and count as knots (torchcde's rule);
+    # interior gaps are skipped.
+    times = torch.tensor([0.0, 0.5, 1.0, 2.5, 3.0, 4.0], dtype=torch.float64)
+    gappy = NaturalCubicSpline.from_values(column(NAN, 1.0, NAN, 4.0, -2.0, NAN), times)
+    knots = [0, 1, 3, 4, 5]
+    direct = NaturalCubicSpline.from_values(column(1.0, 1.0, 4.0, -2.0, -2.0), times[knots])
+    for t in torch.linspace(0.1, 3.9, 13, dtype=torch.float64):
+        torch.testing.assert_close(gappy.evaluate(t), direct.evaluate(t))
+        torch.testing.assert_close(gappy.derivative(t), direct.derivative(t))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 
 from kutta.errors import InvalidArgumentError
-from kutta.interpolate._checks import check_times, check_values
+from kutta.interpolate._checks import check_times, check_values, hide_padding
 from kutta.interpolate.base import ControlPath
 from kutta.interpolate.linear import linear_coeffs
+from kutta.interpolate.prepare import forward_fill
 
 
 def _widths_and_slopes(
@@ -72,23 +73,9 @@ def _solve_tridiagonal(
     return torch.stack(solution[::-1], dim=1)
 
 
-def natural_cubic_coeffs(
-    values: torch.Tensor, times: torch.Tensor, *, fill: str = "linear"
-) -> torch.Tensor:
-    """Coefficients (B, T - 1, 4, C) of the natural cubic spline through the observations.
-
-    C^2, with zero second derivative at both ends; it reproduces linear functions exactly and
-    converges at O(h^4) on smooth functions whose second derivative vanishes at the ends
-    (O(h^2) near the ends otherwise). Not causal: every piece depends on all observations.
-    Missing values are filled linearly first (``fill="forward"`` is also accepted).
-
-    Example:
-        >>> x = torch.tensor([[[0.0], [1.0], [0.0]]])
-        >>> natural_cubic_coeffs(x, torch.arange(3.0))[0, 0, :, 0].tolist()
-        [0.0, 1.5, 0.0, -0.5]
-    """
-    knots = linear_coeffs(values, times, fill=fill)
-    grid, lengths = check_times(times, values.shape[0], values.shape[1], values)
+def _natural_spline(knots: torch.Tensor, grid: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Natural spline pieces (R, T - 1, 4, C) through knots (R, T, C) at grid (R, T), each row
+    using only its first ``lengths`` knots (the rest is padding repeating the last time)."""
     widths, safe, slopes = _widths_and_slopes(knots, grid)
     # Unknowns: second derivatives M_i at the knots. Rows 0 and >= length - 1 say M_i = 0
     # (natural ends, and padding); the others are the C^2 conditions.
@@ -114,6 +101,64 @@ def natural_cubic_coeffs(
         ],
         dim=2,
     )
+
+
+def natural_cubic_coeffs(values: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Coefficients (B, T - 1, 4, C) of the natural cubic spline through the observations.
+
+    C^2, with zero second derivative at both ends; it reproduces linear functions exactly and
+    converges at O(h^4) on smooth functions whose second derivative vanishes at the ends
+    (O(h^2) near the ends otherwise). Not causal: every piece depends on all observations.
+    With missing values each channel is the spline through its own observations; steps
+    before its first (after its last) observation take that observation's value and are
+    knots too, as in torchcde's ``natural_cubic_coeffs``.
+
+    Example:
+        >>> x = torch.tensor([[[0.0], [1.0], [0.0]]])
+        >>> natural_cubic_coeffs(x, torch.arange(3.0))[0, 0, :, 0].tolist()
+        [0.0, 1.5, 0.0, -0.5]
+    """
+    check_values(values)
+    batch, length, channels = values.shape
+    grid, lengths = check_times(times, batch, length, values)
+    values = hide_padding(values, lengths)
+    real = (torch.arange(length, device=values.device) < lengths.unsqueeze(1)).unsqueeze(-1)
+    observed = ~torch.isnan(values)
+    seen_before = observed.cummax(dim=1).values
+    seen_after = observed.flip(1).cummax(dim=1).values.flip(1)
+    # Knots: the observations, plus the steps before the first / after the last one.
+    is_knot = (observed | ~seen_before | ~seen_after) & real
+    held = forward_fill(values)
+
+    # One row per (series, channel): its knots moved to the front, padded like per-series times.
+    def rows(x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 1).reshape(batch * channels, length)
+
+    row_knots = rows(is_knot)
+    row_grid = rows(grid.unsqueeze(-1).expand(batch, length, channels))
+    order = torch.sort((~row_knots).to(torch.uint8), dim=1, stable=True).indices
+    counts = row_knots.sum(dim=1)
+    in_row = torch.arange(length, device=values.device) < counts.unsqueeze(1)
+    knot_times = row_grid.gather(1, order)
+    knot_times = torch.where(in_row, knot_times, knot_times.gather(1, (counts - 1).unsqueeze(1)))
+    pieces = _natural_spline(rows(held).gather(1, order).unsqueeze(-1), knot_times, counts)[..., 0]
+
+    # Re-expand each row's spline around the original grid's piece starts (a Taylor shift).
+    starts = row_grid[:, :-1].contiguous()
+    index = torch.searchsorted(knot_times, starts, right=True) - 1
+    index = torch.minimum(index.clamp(min=0), (counts - 2).unsqueeze(1))
+    a, b, c, d = (pieces[:, :, k].gather(1, index) for k in range(4))
+    shift = starts - knot_times.gather(1, index)
+    shifted = torch.stack(
+        [
+            a + shift * (b + shift * (c + shift * d)),
+            b + shift * (2 * c + 3 * shift * d),
+            c + 3 * shift * d,
+            d,
+        ],
+        dim=-1,
+    )
+    return shifted.reshape(batch, channels, length - 1, 4).permute(0, 2, 3, 1)
 
 
 class _CubicPath(ControlPath):
@@ -162,8 +207,6 @@ class NaturalCubicSpline(_CubicPath):
     """
 
     @classmethod
-    def from_values(
-        cls, values: torch.Tensor, times: torch.Tensor, *, fill: str = "linear"
-    ) -> NaturalCubicSpline:
+    def from_values(cls, values: torch.Tensor, times: torch.Tensor) -> NaturalCubicSpline:
         """Build the path from raw observations (NaN = missing)."""
-        return cls(natural_cubic_coeffs(values, times, fill=fill), times)
+        return cls(natural_cubic_coeffs(values, times), times)
