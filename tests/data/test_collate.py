@@ -50,10 +50,13 @@ def test_works_as_a_dataloader_collate_fn():
     [
         ([], "empty list"),
         (
-            [(torch.zeros(2), torch.zeros(2, 1)), (torch.zeros(1), torch.zeros(1, 2))],
+            [(torch.arange(2.0), torch.zeros(2, 1)), (torch.zeros(1), torch.zeros(1, 2))],
             "channels: \\[1, 2\\]",
         ),
-        ([(torch.tensor([0.0, 1.0, 1.0]), torch.zeros(3, 1))], "series 0 has times\\[2\\]"),
+        (
+            [(torch.tensor([0.0, 1.0, 1.0]), torch.zeros(3, 1))],
+            "sample 0: times must be strictly increasing, but times\\[2\\] = 1.0 <= times\\[1\\]",
+        ),
         (
             [(torch.tensor([0.0, 1.0]), torch.zeros(3, 1))],
             "sample 0: values must be a floating \\(2, channels\\)",
@@ -70,7 +73,7 @@ def test_works_as_a_dataloader_collate_fn():
         ([(torch.arange(2.0), torch.zeros(2, 1), torch.ones(2, 2))], "mask must have the shape"),
         ([torch.zeros(3)], "must be \\(times, values\\)"),
         ([{"times": torch.zeros(1)}], "no \\['values'\\] entry"),
-        ([(torch.tensor([0.0, math.inf]), torch.zeros(2, 1))], "finite"),
+        ([(torch.tensor([0.0, math.inf]), torch.zeros(2, 1))], "sample 0: times must be finite"),
     ],
 )
 def test_bad_samples(samples, message):

@@ -135,6 +135,10 @@ class IrregularBatch:
             self.times[:, :length], self.values[:, :length], self.mask[:, :length], self.lengths
         )
 
+    def pin_memory(self) -> IrregularBatch:
+        """Page-locked copy, so ``DataLoader(pin_memory=True)`` works with this batch."""
+        return IrregularBatch(*(tensor.pin_memory() for tensor in _flatten(self)[0]))
+
     def to(
         self,
         device: torch.device | str | torch.dtype | None = None,

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from kutta.data.batch import IrregularBatch, check_times
+from kutta.data.batch import IrregularBatch
 from kutta.errors import InvalidArgumentError
 
 
@@ -29,6 +29,15 @@ def _unpack(sample: Any, number: int) -> tuple[torch.Tensor, torch.Tensor, torch
         raise InvalidArgumentError(
             f"sample {number}: times must be a non-empty floating (time,) tensor, got "
             f"{times.dtype} of shape {tuple(times.shape)}"
+        )
+    if not torch.isfinite(times).all():
+        raise InvalidArgumentError(f"sample {number}: times must be finite")
+    repeats = (times[1:] <= times[:-1]).nonzero()
+    if len(repeats):
+        step = int(repeats[0, 0]) + 1
+        raise InvalidArgumentError(
+            f"sample {number}: times must be strictly increasing, but times[{step}] = "
+            f"{float(times[step])} <= times[{step - 1}] = {float(times[step - 1])}"
         )
     if values.ndim != 2 or values.shape[0] != times.shape[0] or not values.is_floating_point():
         raise InvalidArgumentError(
@@ -90,6 +99,6 @@ def collate_irregular(samples: Sequence[Any], *, pad_to: int | None = None) -> I
         )
         batch_mask.append(torch.cat([observed, observed.new_zeros(pad, values.shape[1])]))
     lengths_tensor = torch.tensor(lengths, dtype=torch.long, device=device)
-    times = torch.stack(batch_times)
-    check_times(times, lengths_tensor, where=" (sample index = series)")
-    return IrregularBatch(times, torch.stack(batch_values), torch.stack(batch_mask), lengths_tensor)
+    return IrregularBatch(
+        torch.stack(batch_times), torch.stack(batch_values), torch.stack(batch_mask), lengths_tensor
+    )
