@@ -2,6 +2,7 @@
 
 from kutta.models._solver import SolverOptions
 from kutta.models.cde import CDEVectorField, NeuralCDE, control_path
+from kutta.models.cnf import CNF, CNFOutput
 from kutta.models.latent_ode import ELBO, LatentODE, Posterior
 from kutta.models.layers import AutonomousMLP, ConcatLinear, ConcatSquashLinear, TimeMLP
 from kutta.models.neural_ode import NeuralODE, ODEBlock, ODENetClassifier, ResidualStack
@@ -10,6 +11,8 @@ from kutta.models.ode_rnn import ODERNN, ODERNNOutput
 __all__ = [
     "AutonomousMLP",
     "CDEVectorField",
+    "CNF",
+    "CNFOutput",
     "ConcatLinear",
     "ConcatSquashLinear",
     "ELBO",
