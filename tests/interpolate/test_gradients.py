@@ -30,9 +30,12 @@ def inputs():
     return times, values, missing
 
 
+@pytest.mark.parametrize("shared_times", [False, True], ids=["per-series", "shared"])
 @pytest.mark.parametrize("name", BUILDERS)
-def test_gradcheck_wrt_values(name):
+def test_gradcheck_wrt_values(name, shared_times):
     times, values, missing = inputs()
+    if shared_times:
+        times = times[0]
     build = BUILDERS[name]
     queries = (
         torch.tensor([0.15, 0.7]),

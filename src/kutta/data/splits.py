@@ -15,7 +15,14 @@ from kutta.errors import InvalidArgumentError
 
 
 class Split(NamedTuple):
-    """What a model sees (``observed``) and what it is scored on (``target``)."""
+    """What a model sees (``observed``) and what it is scored on (``target``).
+
+    Example:
+        >>> batch = IrregularBatch.from_nan_values(torch.arange(4.0), torch.randn(2, 4, 1))
+        >>> observed, target = split_extrapolation(batch)
+        >>> observed.lengths.tolist(), target.lengths.tolist()
+        ([2, 2], [2, 2])
+    """
 
     observed: IrregularBatch
     target: IrregularBatch

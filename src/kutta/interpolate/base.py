@@ -22,6 +22,13 @@ class ControlPath:
 
     ``t`` is a scalar (all series at the same time) or of shape (B,) (one time per series);
     :meth:`evaluate` and :meth:`derivative` return (B, C).
+
+    Example:
+        >>> from kutta.interpolate import LinearInterpolation
+        >>> times = torch.tensor([[0.0, 1.0, 2.0], [0.0, 2.0, 2.0]])  # series 1 is padded
+        >>> path = LinearInterpolation.from_values(torch.ones(2, 3, 1), times)
+        >>> path.interval.tolist(), path.evaluate(torch.tensor([0.5, 1.5])).shape
+        ([[0.0, 2.0], [0.0, 2.0]], torch.Size([2, 1]))
     """
 
     def __init__(self, pieces: torch.Tensor, grid: torch.Tensor, lengths: torch.Tensor):
@@ -59,6 +66,11 @@ class ControlPath:
         """The (B, degree + 1, C) piece each series uses at ``t``, and ``t`` minus its start."""
         batch = self.batch_size
         t = torch.as_tensor(t, dtype=self._pieces.dtype, device=self._pieces.device)
+        if t.ndim == 0 and self._given_grid.ndim == 1:
+            # One time on one shared grid: a single piece index for the whole batch.
+            index = torch.searchsorted(self._given_grid, t.detach()) - 1
+            index = index.clamp(0, self._pieces.shape[1] - 1)
+            return self._pieces[:, index], t - self._given_grid[index]
         if t.ndim == 0:
             t = t.expand(batch)
         elif tuple(t.shape) != (batch,):
