@@ -116,6 +116,7 @@ def _build(func, y0, t, rtol, atol, method, options, event_fn):
         problem.y0.device,
     )
     ctl = controller.bind(m.error_order or m.order, problem.y0.real.dtype, problem.y0.device, False)
+    m.set_error_scale(ctl.atol, ctl.rtol)
     return problem, m, (ctl, cfg)
 
 

@@ -91,7 +91,10 @@ def integrate_shared(
         if cfg.first_step is not None:
             h = float(cfg.first_step)
         elif t_end > t0 or cfg.event_fn is not None:
-            h = controller.initial(f, t0, y0, state, method.order)
+            # The error estimate's order, as Hairer's DOPRI5 code (IORD) and torchdiffeq use.
+            # Methods whose state is not just f(t0, y0) (e.g. implicit ones) get one more evaluation.
+            f0 = state if isinstance(state, torch.Tensor) else f(t0, y0)
+            h = controller.initial(f, t0, y0, f0, method.error_order)
         else:
             h = 1.0
         if not math.isfinite(h) or h <= 0:
@@ -366,7 +369,8 @@ def integrate_per_sample(
         if cfg.first_step is not None:
             h = torch.full((B,), float(cfg.first_step), dtype=tdtype, device=device)
         else:
-            h = controller.initial(f, t, y, state, method.order).to(tdtype)
+            f0 = state if isinstance(state, torch.Tensor) else f(t, y)
+            h = controller.initial(f, t, y, f0, method.error_order).to(tdtype)
     else:
         if cfg.step_size is None:
             raise InvalidArgumentError(

@@ -65,6 +65,14 @@ class Method(abc.ABC):
         """A copy ready for one solve in ``dtype`` on ``device`` (default: ``self``)."""
         return self
 
+    def set_error_scale(self, atol: Any, rtol: Any) -> None:
+        """Called by the loop after ``bind`` and before ``init`` with the controller's tolerances.
+
+        Implicit methods stop their Newton iterations in the loop's error norm; explicit ones
+        ignore it.
+        """
+        return None
+
     @abc.abstractmethod
     def init(self, f: VectorField, t0: Any, y0: torch.Tensor) -> Any:
         """The method state at the start of a solve."""

@@ -7,12 +7,14 @@ Unknown names are an error listing the valid ones.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import UnknownNameError
 from .base import Method
 from .explicit import ExplicitRK
+from .implicit import IMPLICIT_METHODS, ImplicitRK, Rosenbrock
 from .tableaus import EXPLICIT_TABLEAUS
 
 # Options that configure the loop and controller for adaptive methods (torchdiffeq's names).
@@ -59,6 +61,21 @@ for _name, _tab in EXPLICIT_TABLEAUS.items():
         register_method(
             _name, lambda _t=_tab, **kw: ExplicitRK(_t, **kw), frozenset({"interp", "perturb"})
         )
+
+
+def _public_fields(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")) - {
+        "tableau"
+    }
+
+
+_IMPLICIT_OPTIONS = {
+    ImplicitRK: _public_fields(ImplicitRK) - {"adaptive_step"},
+    Rosenbrock: _public_fields(Rosenbrock),
+}
+for _name, _factory in IMPLICIT_METHODS.items():
+    _cls = Rosenbrock if _name in ("rodas5", "rosenbrock23") else ImplicitRK
+    register_method(_name, _factory, _IMPLICIT_OPTIONS[_cls])
 
 
 def method_names() -> list[str]:
