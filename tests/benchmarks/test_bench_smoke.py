@@ -41,7 +41,7 @@ def test_overhead_quick_runs_and_libraries_agree(capsys):
     for result in results:
         assert result["bare_call_s"] > 0
         libraries = {row["library"] for row in result["rows"]}
-        expected = {"kutta", "torchdiffeq", "torchode"} | (
+        expected = {"kutta", "kutta.solve PI", "torchdiffeq", "torchode"} | (
             set() if result["grad"] else {"scipy RK45"}
         )
         assert libraries == expected
