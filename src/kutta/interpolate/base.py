@@ -20,7 +20,9 @@ class ControlPath:
           whole batch over a common time span gives each series the same result as solving
           it alone (torchcde extends the end polynomials instead);
         * per-series grids may end in padding that repeats the last time: a series never
-          uses a piece past its own last time.
+          uses a piece past its own last time;
+        * X' jumps at grid points (and where the hold begins), so give a solver
+          ``grid_points`` as jump times: no step should straddle one.
 
     ``t`` is a scalar (all series at the same time) or of shape (B,) (one time per series);
     :meth:`evaluate` and :meth:`derivative` return (B, C).
