@@ -7,6 +7,7 @@ from kutta.models.latent_ode import ELBO, LatentODE, Posterior
 from kutta.models.layers import AutonomousMLP, ConcatLinear, ConcatSquashLinear, TimeMLP
 from kutta.models.neural_ode import NeuralODE, ODEBlock, ODENetClassifier, ResidualStack
 from kutta.models.ode_rnn import ODERNN, ODERNNOutput
+from kutta.models.ude import UDE, polynomial_library, stlsq
 
 __all__ = [
     "AutonomousMLP",
@@ -27,5 +28,8 @@ __all__ = [
     "ResidualStack",
     "SolverOptions",
     "TimeMLP",
+    "UDE",
     "control_path",
+    "polynomial_library",
+    "stlsq",
 ]
