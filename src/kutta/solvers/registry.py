@@ -78,6 +78,17 @@ for _name, _factory in IMPLICIT_METHODS.items():
     register_method(_name, _factory, _IMPLICIT_OPTIONS[_cls])
 
 
+def _auto(**options: Any) -> Method:
+    from .auto import AutoSwitch
+
+    return AutoSwitch(**options)
+
+
+register_method(
+    "auto", _auto, frozenset({"stability_limit", "stiff_steps", "check_every", "return_limit"})
+)
+
+
 def method_names() -> list[str]:
     return sorted(_FACTORIES) + ["scipy_solver"]
 
