@@ -45,6 +45,18 @@ def test_reads_files_columns_and_delimiters(tmp_path):
     assert data.times[0].dtype == torch.float64
 
 
+def test_byte_order_mark_is_ignored(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("series_id,time,x\na,0,1\n".encode("utf-8-sig"))
+    assert load_long_csv(path).ids == ["a"]
+    assert load("\ufeffseries_id,time,x\na,0,1\n").ids == ["a"]
+
+
+def test_unreadable_csv():
+    with pytest.raises(InvalidArgumentError, match="line 3: unreadable CSV"):
+        load('series_id,time,x\na,0,1\na,1,"2"3\n')
+
+
 def test_quoted_fields_and_blank_lines():
     data = load('series_id,time,x\n"a,1",0,1\n\n"a,1",1,"2"\n')
     assert data.ids == ["a,1"] and data.values[0].flatten().tolist() == [1.0, 2.0]

@@ -77,7 +77,8 @@ def _header(
     header = next(iter(reader), None)
     if header is None:
         raise InvalidArgumentError("the CSV is empty; expected a header row")
-    header = [name.strip() for name in header]
+    # A byte-order mark (spreadsheet exports) is not part of the first column's name.
+    header = [name.strip().lstrip("\ufeff") for name in header]
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise InvalidArgumentError(f"duplicate column names in the header: {duplicates}")
@@ -127,7 +128,7 @@ def load_long_csv(
         ([2, 1], [False, True])
     """
     if isinstance(source, (str, os.PathLike)):
-        with open(source, newline="") as handle:
+        with open(source, newline="", encoding="utf-8-sig") as handle:
             return load_long_csv(
                 handle,
                 id_column=id_column,
@@ -136,21 +137,24 @@ def load_long_csv(
                 delimiter=delimiter,
                 dtype=dtype,
             )
-    reader = csv.reader(source, delimiter=delimiter)
-    columns, id_at, time_at, channel_at, channel_names = _header(
-        reader, id_column, time_column, channels
-    )
-    rows: dict[str, list[tuple[int, float, list[float]]]] = {}
-    problems: list[str] = []
-    for fields in reader:
-        if not any(field.strip() for field in fields):
-            continue  # blank line
-        parsed = _parse_row(fields, columns, id_at, time_at, channel_at)
-        if isinstance(parsed, str):
-            problems.append(f"line {reader.line_num}: {parsed}")
-            continue
-        series, time, values = parsed
-        rows.setdefault(series, []).append((reader.line_num, time, values))
+    reader = csv.reader(source, delimiter=delimiter, strict=True)
+    try:
+        columns, id_at, time_at, channel_at, channel_names = _header(
+            reader, id_column, time_column, channels
+        )
+        rows: dict[str, list[tuple[int, float, list[float]]]] = {}
+        problems: list[str] = []
+        for fields in reader:
+            if not any(field.strip() for field in fields):
+                continue  # blank line
+            parsed = _parse_row(fields, columns, id_at, time_at, channel_at)
+            if isinstance(parsed, str):
+                problems.append(f"line {reader.line_num}: {parsed}")
+                continue
+            series, time, values = parsed
+            rows.setdefault(series, []).append((reader.line_num, time, values))
+    except csv.Error as error:
+        raise InvalidArgumentError(f"line {reader.line_num}: unreadable CSV ({error})") from None
     _raise(problems, "malformed rows")
     if not rows:
         raise InvalidArgumentError("the CSV has a header but no data rows")
