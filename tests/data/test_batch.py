@@ -44,6 +44,8 @@ def test_indexing_selects_series():
     assert batch[1].lengths.tolist() == [3]
     assert batch[-1].times.tolist() == [[0.0, 0.5, 2.0]]
     assert batch[torch.tensor([1, 0])].lengths.tolist() == [3, 2]
+    assert batch[torch.tensor(1)].lengths.tolist() == [3]
+    assert batch[torch.tensor([False, True])].lengths.tolist() == [3]
     assert batch[:1].trim().times.tolist() == [[0.0, 1.0]]
 
 

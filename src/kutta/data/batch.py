@@ -123,7 +123,9 @@ class IrregularBatch:
     def __getitem__(self, index: Any) -> IrregularBatch:
         """Select series (an int keeps the batch dimension). Padding is kept; see :meth:`trim`."""
         if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
+            index = [index]
+        elif isinstance(index, torch.Tensor) and index.ndim == 0:
+            index = index.view(1)
         return IrregularBatch(
             self.times[index], self.values[index], self.mask[index], self.lengths[index]
         )
