@@ -106,3 +106,14 @@ def test_table_formatting(x, expected):
     common = load("common")
     assert common.fmt(x) == expected
     assert common.ratio(1.0, 0.0) != common.ratio(1.0, 0.0)  # NaN, not an exception
+
+
+def test_peak_rss_sees_a_large_allocation():
+    import torch
+
+    common = load("common")
+    _, idle_mib, _ = common.peak_rss_mib(lambda: None)
+    _, peak_mib, exact = common.peak_rss_mib(lambda: torch.ones(64 * 2**20 // 4).sum())  # 64 MiB
+    assert peak_mib >= 60
+    if exact:  # the high-water mark was reset, so the allocation shows up above the idle peak
+        assert peak_mib - idle_mib >= 60
