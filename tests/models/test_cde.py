@@ -121,3 +121,18 @@ def test_bad_input_is_named():
         NeuralCDE(3, 4, 1)(torch.zeros(2, 4, 3))
     with pytest.raises(UnknownNameError, match="interpolation"):
         control_path(torch.randn(2, 4, 2), torch.linspace(0, 1, 4), "quintic")
+
+
+@pytest.mark.parametrize("kind", ["linear", "hermite"])
+def test_per_sample_mode_matches_shared_and_ignores_the_batch(kind):
+    times, values, lengths = ragged()
+    torch.manual_seed(0)
+    model = NeuralCDE(3, 5, 2, rtol=1e-6, atol=1e-8, batch_mode="per_sample").double()
+    shared = NeuralCDE(3, 5, 2, rtol=1e-6, atol=1e-8).double()
+    shared.load_state_dict(model.state_dict())
+    path = control_path(values, times, kind)
+    out = model(path)
+    torch.testing.assert_close(out, shared(path), rtol=1e-4, atol=1e-5)
+    for b, n in enumerate(lengths):
+        alone = model(control_path(values[b : b + 1, :n], times[b : b + 1, :n], kind))
+        torch.testing.assert_close(out[b : b + 1], alone, rtol=1e-12, atol=1e-12)

@@ -169,3 +169,19 @@ def test_bad_input_is_named():
                 times=torch.arange(3.0), values=torch.zeros(1, 3, 2, dtype=torch.float64)
             ),
         )
+
+
+def test_per_sample_decoding_matches_shared_and_ignores_the_batch():
+    model = make_model(method="dopri5", rtol=1e-8, atol=1e-10, batch_mode="per_sample")
+    shared = make_model(method="dopri5", rtol=1e-8, atol=1e-10)
+    batch = ragged_batch()
+    posterior = model.encode(batch)
+    z0 = posterior.mean.unsqueeze(0)
+    decoded = model.decode(z0, posterior.t0, batch.times)
+    torch.testing.assert_close(
+        decoded, shared.decode(z0, posterior.t0, batch.times), rtol=1e-6, atol=1e-7
+    )
+    for b in range(3):
+        n = int(batch.lengths[b])
+        alone = model.decode(z0[:, b : b + 1], posterior.t0[b : b + 1], batch.times[b : b + 1, :n])
+        torch.testing.assert_close(decoded[:, b : b + 1, :n], alone, rtol=1e-12, atol=1e-12)

@@ -85,6 +85,7 @@ def test_dopri5_matches_fixed_step_solution():
     torch.testing.assert_close(adaptive, fine, rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_one_dimensional_flow_cannot_reverse_the_line_but_augmented_can():
     # Dupont et al. 2019: g(1) = -1, g(-1) = 1. A 1-D flow is monotone, so the mean squared
     # error is at least 1 (both points sent to 0); one extra dimension lets them pass.

@@ -127,3 +127,16 @@ def test_bad_input_is_named():
         ODERNN(2, 4, method="rk4", options={"step_size": 0.1})
     with pytest.raises(InvalidArgumentError, match="readout"):
         ODERNN(2, 4, method="rk4").predict(ragged_batch(torch.float32))
+
+
+def test_per_sample_adaptive_solves_do_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    model = ODERNN(2, 6, 2, rtol=1e-7, atol=1e-9, batch_mode="per_sample").double()
+    shared = ODERNN(2, 6, 2, rtol=1e-7, atol=1e-9).double()
+    shared.load_state_dict(model.state_dict())
+    batch = ragged_batch()
+    together = model(batch)
+    for b in range(3):
+        alone = model(single(batch, b))
+        torch.testing.assert_close(together.last[b], alone.last[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(shared(batch).last, together.last, rtol=1e-5, atol=1e-6)

@@ -21,6 +21,9 @@ from torch import nn
 from kutta.errors import InvalidArgumentError, UnknownNameError
 
 GRADIENT_MODES = ("backprop", "adjoint")
+BATCH_MODES = ("shared", "per_sample")
+# torchdiffeq-style options that per-sample solves understand, and their kutta.solve names.
+_PER_SAMPLE_OPTIONS = {"step_size": "step_size", "first_step": "dt0", "max_num_steps": "max_steps"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class SolverOptions:
         options: extra solver options passed through (e.g. ``{"step_size": 0.1}``).
         gradient: ``"backprop"`` (differentiate through the solver's operations) or
             ``"adjoint"`` (solve the adjoint equation backwards; memory independent of steps).
+        batch_mode: for per-series time spans (ODE-RNN, Latent ODE, Neural CDE):
+            ``"shared"`` maps every series' span onto [0, 1] and solves the batch with one step
+            size; ``"per_sample"`` gives each series its own steps in its own times
+            (:func:`kutta.solve`), so adaptive results do not depend on the batch at all.
+            Per-sample fixed-step methods need ``options={"step_size": ...}`` (in time units).
 
     Example:
         >>> SolverOptions(method="rk4", options={"step_size": 0.1}).gradient
@@ -45,10 +53,24 @@ class SolverOptions:
     atol: float = 1e-4
     options: Mapping[str, Any] | None = field(default=None)
     gradient: str = "backprop"
+    batch_mode: str = "shared"
 
     def __post_init__(self) -> None:
         if self.gradient not in GRADIENT_MODES:
             raise UnknownNameError("gradient mode", self.gradient, GRADIENT_MODES)
+        if self.batch_mode not in BATCH_MODES:
+            raise UnknownNameError("batch mode", self.batch_mode, BATCH_MODES)
+        if self.batch_mode == "per_sample":
+            if self.gradient == "adjoint":
+                raise InvalidArgumentError(
+                    "batch_mode='per_sample' supports gradient='backprop' only (for now)"
+                )
+            unknown = set(self.options or {}) - set(_PER_SAMPLE_OPTIONS)
+            if unknown:
+                raise InvalidArgumentError(
+                    f"options {sorted(unknown)} are not supported with batch_mode='per_sample'; "
+                    f"supported: {sorted(_PER_SAMPLE_OPTIONS)}"
+                )
         if not (self.rtol > 0 and self.atol > 0):
             raise InvalidArgumentError(
                 f"rtol and atol must be positive, got rtol={self.rtol}, atol={self.atol}"
@@ -61,6 +83,7 @@ def make_solver_options(
     atol: float,
     options: Mapping[str, Any] | None,
     gradient: str,
+    batch_mode: str = "shared",
 ) -> SolverOptions:
     """Build :class:`SolverOptions` from a model's keyword arguments (validates them once)."""
     return SolverOptions(
@@ -69,6 +92,7 @@ def make_solver_options(
         atol=atol,
         options=None if options is None else dict(options),
         gradient=gradient,
+        batch_mode=batch_mode,
     )
 
 
@@ -129,6 +153,8 @@ def evolve(
     ``z`` is (B, ...) and ``t_from``, ``t_to`` are (B,); ``func`` receives ``t`` of shape (B,).
     Spans may be empty (the state is returned unchanged) or run backwards in time.
     """
+    if solver.batch_mode == "per_sample":
+        return _solve_per_sample(func, z, torch.stack([t_from, t_to], dim=1), solver)[:, -1]
     dt = t_to - t_from
     span = torch.tensor(_UNIT_SPAN, dtype=z.dtype, device=z.device)
     return integrate(_RescaledField(func, t_from, dt), z, span, solver)[-1]
@@ -157,7 +183,11 @@ def evolve_through(
     When every series shares ``t0`` and strictly increasing ``times`` (a common grid), this is
     one solve over the grid; otherwise the series are advanced together one span at a time.
     """
-    if _is_shared_grid(t0, times):
+    if solver.batch_mode == "per_sample":
+        grid = torch.cat([t0.unsqueeze(1), times], dim=1)
+        if bool((grid[:, 1:] > grid[:, :-1]).all()):
+            return _solve_per_sample(func, z0, grid, solver)[:, 1:]
+    elif _is_shared_grid(t0, times):
         grid = torch.cat([t0[:1], times[0]])
         if bool((grid[1:] > grid[:-1]).all()):
             return integrate(_SharedTimeField(func), z0, grid, solver)[1:].transpose(0, 1)
@@ -172,3 +202,68 @@ def evolve_through(
 
 def _is_shared_grid(t0: torch.Tensor, times: torch.Tensor) -> bool:
     return bool((t0 == t0[0]).all()) and bool((times == times[:1]).all())
+
+
+class _RowTagged(nn.Module):
+    """Carries each row's batch index as a last, constant state column.
+
+    The per-sample loop drops finished rows, so a field that needs per-series data (a control
+    path, say) must be told which rows it is given: ``func(t, z, rows)``.
+    """
+
+    def __init__(self, func: nn.Module):
+        super().__init__()
+        self.func = func
+
+    def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        rows = state[:, -1].long()
+        dz = self.func(t, state[:, :-1], rows)
+        return torch.cat([dz, torch.zeros_like(state[:, -1:])], dim=-1)
+
+
+def _rms_without_tag(scaled_error: torch.Tensor) -> torch.Tensor:
+    return scaled_error[:, :-1].pow(2).mean(dim=-1).sqrt()
+
+
+def _solve_per_sample(
+    func: nn.Module, z: torch.Tensor, grid: torch.Tensor, solver: SolverOptions
+) -> torch.Tensor:
+    """Each row of ``z`` (B, N) solved over its own monotone ``grid`` row (B, G): (B, G, N).
+
+    Only rows whose span is not empty are solved (the loop needs strictly monotone times); the
+    others keep their state. ``func(t, z)`` sees only some rows; if ``func.needs_rows`` is true
+    it is called as ``func(t, z, rows)`` with the rows' batch indices.
+    """
+    import kutta
+
+    if z.dim() != 2:
+        raise InvalidArgumentError(
+            f"batch_mode='per_sample' needs a (batch, features) state, got {tuple(z.shape)}"
+        )
+    steps = grid[:, 1:] - grid[:, :-1]
+    if bool((steps > 0).any()) and bool((steps < 0).any()):
+        raise InvalidArgumentError(
+            "batch_mode='per_sample' needs every series' times to run in the same direction"
+        )
+    moving = steps.ne(0).any(dim=1).nonzero().flatten()
+    states = z.unsqueeze(1).expand(-1, grid.shape[1], -1)
+    if moving.numel() == 0:
+        return states
+    start = z[moving]
+    controller = {}
+    if getattr(func, "needs_rows", False):
+        func = _RowTagged(func)
+        start = torch.cat([start, moving.to(z.dtype).unsqueeze(1)], dim=1)
+        controller["norm"] = _rms_without_tag
+    extra = {_PER_SAMPLE_OPTIONS[k]: v for k, v in (solver.options or {}).items()}
+    solution = kutta.solve(
+        func,
+        start,
+        t_eval=grid[moving],
+        method=solver.method,
+        controller=kutta.PIController(rtol=solver.rtol, atol=solver.atol, **controller),
+        batch_mode="per_sample",
+        **extra,
+    )
+    solved = solution.ys.transpose(0, 1)[..., : z.shape[1]]
+    return states.index_put((moving,), solved)

@@ -84,7 +84,10 @@ class _PieceField(nn.Module):
     A path may have a kink at a knot, and it looks up the piece to the *left* of a knot; a step
     that starts at knot k must use piece k. So the time is held inside the half-open piece
     ``(t_from, t_to]`` (one float past ``t_from``: a round-off-sized shift of a smooth piece).
+    In per-sample solves the loop passes only the unfinished ``rows`` of the batch.
     """
+
+    needs_rows = True
 
     def __init__(
         self, vector_field: nn.Module, path: ControlPath, t_from: torch.Tensor, t_to: torch.Tensor
@@ -92,12 +95,21 @@ class _PieceField(nn.Module):
         super().__init__()
         self.vector_field = vector_field
         self.path = path
+        self.t_from = t_from
         inside = torch.nextafter(t_from, t_to)
         self.low, self.high = torch.minimum(inside, t_to), torch.maximum(inside, t_to)
 
-    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        t = torch.minimum(torch.maximum(t, self.low), self.high)
-        return (self.vector_field(z) @ self.path.derivative(t).unsqueeze(-1)).squeeze(-1)
+    def forward(
+        self, t: torch.Tensor, z: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if rows is None:
+            t = torch.minimum(torch.maximum(t, self.low), self.high)
+            dx = self.path.derivative(t)
+        else:
+            t = torch.minimum(torch.maximum(t, self.low[rows]), self.high[rows])
+            # The path answers for the whole batch; the other rows ask at a harmless time.
+            dx = self.path.derivative(self.t_from.index_put((rows,), t.to(self.t_from)))[rows]
+        return (self.vector_field(z) @ dx.unsqueeze(-1)).squeeze(-1)
 
 
 class NeuralCDE(nn.Module):
@@ -111,8 +123,9 @@ class NeuralCDE(nn.Module):
         hidden_dim: size H of the hidden state.
         output_dim: size of the readout.
         vector_field: ``f(z) -> (B, H, C)`` (default: :class:`CDEVectorField`, width 64).
-        method, rtol, atol, options, gradient: solver settings. The CDE is solved one knot
-            interval at a time; a fixed-step method takes one step per interval.
+        method, rtol, atol, options, gradient, batch_mode: solver settings (see
+            :class:`~kutta.models.SolverOptions`). The CDE is solved one knot interval at a
+            time; with ``batch_mode="shared"`` a fixed-step method takes one step per interval.
 
     Example:
         >>> from kutta.models import NeuralCDE, control_path
@@ -133,9 +146,10 @@ class NeuralCDE(nn.Module):
         atol: float = 1e-4,
         options: Mapping[str, Any] | None = None,
         gradient: str = "backprop",
+        batch_mode: str = "shared",
     ):
         super().__init__()
-        self.solver = make_solver_options(method, rtol, atol, options, gradient)
+        self.solver = make_solver_options(method, rtol, atol, options, gradient, batch_mode)
         _check_no_step_size(self.solver)
         self.input_channels = input_channels
         self.initial = nn.Linear(input_channels, hidden_dim)

@@ -70,7 +70,8 @@ class LatentODE(nn.Module):
             of width ``4 L``, autonomous).
         obs_std: the observation noise std; None learns one per channel.
         poisson: also model the observation times as a Poisson process per channel.
-        method, rtol, atol, options, gradient: solver settings (encoder and latent ODE).
+        method, rtol, atol, options, gradient, batch_mode: solver settings (encoder and
+            latent ODE; see :class:`~kutta.models.SolverOptions`).
 
     Example:
         >>> from types import SimpleNamespace
@@ -97,9 +98,10 @@ class LatentODE(nn.Module):
         atol: float = 1e-4,
         options: Mapping[str, Any] | None = None,
         gradient: str = "backprop",
+        batch_mode: str = "shared",
     ):
         super().__init__()
-        self.solver = make_solver_options(method, rtol, atol, options, gradient)
+        self.solver = make_solver_options(method, rtol, atol, options, gradient, batch_mode)
         _check_no_step_size(self.solver)
         if obs_std is not None and not obs_std > 0:
             raise InvalidArgumentError(f"obs_std must be positive or None, got {obs_std}")

@@ -35,11 +35,10 @@ class ODERNNOutput(NamedTuple):
 
 
 def _check_no_step_size(solver: SolverOptions) -> None:
-    if solver.options and "step_size" in solver.options:
+    if solver.batch_mode == "shared" and solver.options and "step_size" in solver.options:
         raise InvalidArgumentError(
-            "options['step_size'] is not supported for per-series time spans: a fixed-step method "
-            "takes one step per interval between consecutive times; use an adaptive method for "
-            "finer control"
+            "options['step_size'] needs batch_mode='per_sample' here: with shared steps a "
+            "fixed-step method takes one step per interval between consecutive times"
         )
 
 
@@ -75,8 +74,9 @@ class ODERNN(nn.Module):
             :meth:`predict` and :meth:`forecast`.
         func: the hidden vector field ``f(t, h)``, ``t`` of shape (B,) (default: a tanh MLP
             of width H, autonomous).
-        method, rtol, atol, options, gradient: solver settings. A fixed-step method takes one
-            step per interval between consecutive times.
+        method, rtol, atol, options, gradient, batch_mode: solver settings (see
+            :class:`~kutta.models.SolverOptions`). With ``batch_mode="shared"`` a fixed-step
+            method takes one step per interval between consecutive times.
 
     Example:
         >>> from types import SimpleNamespace
@@ -100,9 +100,10 @@ class ODERNN(nn.Module):
         atol: float = 1e-4,
         options: Mapping[str, Any] | None = None,
         gradient: str = "backprop",
+        batch_mode: str = "shared",
     ):
         super().__init__()
-        self.solver = make_solver_options(method, rtol, atol, options, gradient)
+        self.solver = make_solver_options(method, rtol, atol, options, gradient, batch_mode)
         _check_no_step_size(self.solver)
         self.input_channels = input_channels
         self.hidden_dim = hidden_dim
