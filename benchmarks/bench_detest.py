@@ -466,9 +466,51 @@ def report_controllers(
     return ctl_rows, verdicts, summary
 
 
+def plot_work_precision(rows: list[dict], path: str) -> None:
+    """Error vs NFE and error vs CPU time, one panel pair per problem, log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    problems = sorted({r["problem"] for r in rows})
+    fig, axes = plt.subplots(2, len(problems), figsize=(5 * len(problems), 8), squeeze=False)
+    styles = {"kutta": "-", "torchdiffeq": "--", "torchode": ":", "scipy": "-."}
+    colors = {"dopri5": "C0", "tsit5": "C2", "dopri8": "C3"}
+    for col, name in enumerate(problems):
+        for _family, library, method in WORK_PRECISION_SOLVERS:
+            mine = sorted(
+                (
+                    r
+                    for r in rows
+                    if r["problem"] == name and r["library"] == library and r["method"] == method
+                ),
+                key=lambda r: r["tol"],
+            )
+            if not mine:
+                continue
+            err = [max(r["error"], 1e-16) for r in mine]
+            kw = {"ls": styles[library], "color": colors[mine[0]["family"]], "marker": "o"}
+            label = f"{library} {method}"
+            axes[0, col].loglog([r["nfe"] for r in mine], err, label=label, **kw)
+            axes[1, col].loglog([r["cpu_s"] * 1e3 for r in mine], err, label=label, **kw)
+        axes[0, col].set_title(f"DETEST {name}")
+        axes[0, col].set_xlabel("NFE")
+        axes[1, col].set_xlabel("CPU time [ms]")
+        for row in range(2):
+            axes[row, col].set_ylabel("max |y(T) - reference|")
+            axes[row, col].grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"work-precision plot: {path}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "work-precision", "controllers"), default="all")
+    parser.add_argument("--plot", default=None, help="write a work-precision PNG to this path")
     args = parser.parse_args(argv)
     if args.quick:
         t_end, tols, ctl_tols, repeats = 2.0, [1e-4], [1e-4], args.repeats or 1
@@ -491,6 +533,8 @@ def main(argv: list[str] | None = None) -> dict:
     wp_rows, ctl_rows, verdicts, summary = [], [], [], []
     if args.part in ("all", "work-precision"):
         wp_rows = report_work_precision(refs, t_end, tols, repeats)
+        if args.plot:
+            plot_work_precision(wp_rows, args.plot)
     if args.part in ("all", "controllers"):
         ctl_rows, verdicts, summary = report_controllers(t_end, ctl_tols)
     out = {

@@ -31,8 +31,8 @@ def load(name: str):
     return module
 
 
-def run_quick(module) -> dict:
-    return module.main(["--quick"])
+def run_quick(module, *extra: str) -> dict:
+    return module.main(["--quick", *extra])
 
 
 def test_overhead_quick_runs_and_libraries_agree(capsys):
@@ -62,8 +62,10 @@ def test_detest_references_match_exact_solutions():
         np.testing.assert_allclose(bench.reference(problem, 20.0), problem.exact(20.0), atol=1e-9)
 
 
-def test_detest_quick_runs():
-    out = run_quick(load("bench_detest"))
+def test_detest_quick_runs(tmp_path):
+    plot = tmp_path / "work_precision.png"
+    out = run_quick(load("bench_detest"), "--plot", str(plot))
+    assert plot.stat().st_size > 0
     rows = out["work_precision"]
     assert {r["problem"] for r in rows} == {"A2", "B5", "D5"}
     assert len(rows) == 3 * len(load("bench_detest").WORK_PRECISION_SOLVERS)
