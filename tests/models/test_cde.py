@@ -136,3 +136,17 @@ def test_per_sample_mode_matches_shared_and_ignores_the_batch(kind):
     for b, n in enumerate(lengths):
         alone = model(control_path(values[b : b + 1, :n], times[b : b + 1, :n], kind))
         torch.testing.assert_close(out[b : b + 1], alone, rtol=1e-12, atol=1e-12)
+
+
+def test_a_false_mask_entry_is_a_missing_value():
+    times, values, _ = ragged()
+    mask = ~torch.isnan(values)
+    mask[0, 2, 1] = False
+    zeros = torch.nan_to_num(values, nan=0.0)
+    with_nan = values.clone()
+    with_nan[0, 2, 1] = float("nan")
+    model = make_model()
+    expected = model(control_path(with_nan, times))
+    torch.testing.assert_close(
+        model(control_path(zeros, times, mask=mask)), expected, rtol=0, atol=0
+    )

@@ -34,10 +34,12 @@ def control_path(
     times: torch.Tensor,
     interpolation: str = "hermite",
     time_channel: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> ControlPath:
     """A control path through observations ``values`` (B, T, C) at ``times`` ((T,) or (B, T)).
 
-    NaN marks a missing value. ``interpolation`` is ``"linear"``, ``"rectilinear"`` (causal,
+    NaN marks a missing value, and so does ``mask == False`` if a mask is given (e.g. an
+    ``IrregularBatch``'s, whose missing values are stored as 0). ``interpolation`` is ``"linear"``, ``"rectilinear"`` (causal,
     parametrised by knot index, time always a channel), ``"hermite"`` (Hermite cubic with
     backward differences, causal and smooth: the default) or ``"natural"`` (natural cubic
     spline: smooth but not causal). ``time_channel`` prepends time as channel 0.
@@ -49,6 +51,12 @@ def control_path(
     """
     if interpolation not in INTERPOLATIONS:
         raise UnknownNameError("interpolation", interpolation, INTERPOLATIONS)
+    if mask is not None:
+        if mask.shape != values.shape:
+            raise InvalidArgumentError(
+                f"mask must have the shape of values {tuple(values.shape)}, got {tuple(mask.shape)}"
+            )
+        values = values.masked_fill(~mask.bool(), float("nan"))
     if interpolation == "rectilinear":
         return RectilinearInterpolation.from_values(values, times)
     if time_channel:
