@@ -475,7 +475,12 @@ def plot_work_precision(rows: list[dict], path: str) -> None:
 
     problems = sorted({r["problem"] for r in rows})
     fig, axes = plt.subplots(2, len(problems), figsize=(5 * len(problems), 8), squeeze=False)
-    styles = {"kutta": "-", "torchdiffeq": "--", "torchode": ":", "scipy": "-."}
+    styles = {
+        "kutta": ("-", "o"),
+        "torchdiffeq": ("--", "s"),
+        "torchode": (":", "^"),
+        "scipy": ("-.", "x"),
+    }
     colors = {"dopri5": "C0", "tsit5": "C2", "dopri8": "C3"}
     for col, name in enumerate(problems):
         for _family, library, method in WORK_PRECISION_SOLVERS:
@@ -490,7 +495,8 @@ def plot_work_precision(rows: list[dict], path: str) -> None:
             if not mine:
                 continue
             err = [max(r["error"], 1e-16) for r in mine]
-            kw = {"ls": styles[library], "color": colors[mine[0]["family"]], "marker": "o"}
+            ls, marker = styles[library]
+            kw = {"ls": ls, "marker": marker, "color": colors[mine[0]["family"]], "mfc": "none"}
             label = f"{library} {method}"
             axes[0, col].loglog([r["nfe"] for r in mine], err, label=label, **kw)
             axes[1, col].loglog([r["cpu_s"] * 1e3 for r in mine], err, label=label, **kw)
