@@ -9,7 +9,10 @@ from kutta.interpolate import (
     NaturalCubicSpline,
     RectilinearInterpolation,
     forward_fill,
+    hermite_cubic_coeffs,
+    linear_coeffs,
     linear_fill,
+    natural_cubic_coeffs,
     with_time_channel,
 )
 
@@ -102,3 +105,30 @@ def test_natural_spline_with_gaps_is_the_spline_through_the_observed_points():
     for t in torch.linspace(0.1, 3.9, 13, dtype=torch.float64):
         torch.testing.assert_close(gappy.evaluate(t), direct.evaluate(t))
         torch.testing.assert_close(gappy.derivative(t), direct.derivative(t))
+
+
+@pytest.mark.parametrize("scheme", [LinearInterpolation, HermiteCubic, NaturalCubicSpline])
+def test_coefficients_of_a_padded_dataset_can_be_sliced_into_batches(scheme):
+    # torchcde's workflow: compute coefficients once for the whole dataset, index batches.
+    coefficients = {
+        LinearInterpolation: linear_coeffs,
+        HermiteCubic: hermite_cubic_coeffs,
+        NaturalCubicSpline: natural_cubic_coeffs,
+    }[scheme]
+    lengths = [5, 3, 7, 4]
+    times = torch.zeros(4, 7, dtype=torch.float64)
+    values = torch.full((4, 7, 2), NAN, dtype=torch.float64)
+    for b, n in enumerate(lengths):
+        times[b, :n] = torch.cumsum(torch.rand(n, dtype=torch.float64) + 0.1, 0)
+        times[b, n:] = times[b, n - 1]
+        values[b, :n] = torch.randn(n, 2, dtype=torch.float64)
+    dataset_coeffs = coefficients(values, times)
+    pick = torch.tensor([3, 1])
+    from_dataset = scheme(dataset_coeffs[pick], times[pick])
+    own = [scheme.from_values(values[b : b + 1, :n], times[b, :n]) for b, n in [(3, 4), (1, 3)]]
+    for fraction in (0.0, 0.3, 0.75, 1.0):
+        t = torch.stack([times[3, 0] + fraction * (times[3, 3] - times[3, 0]),
+                         times[1, 0] + fraction * (times[1, 2] - times[1, 0])])  # fmt: skip
+        torch.testing.assert_close(from_dataset.evaluate(t)[0], own[0].evaluate(t[0])[0])
+        torch.testing.assert_close(from_dataset.evaluate(t)[1], own[1].evaluate(t[1])[0])
+        torch.testing.assert_close(from_dataset.derivative(t)[1], own[1].derivative(t[1])[0])
