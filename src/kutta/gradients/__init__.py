@@ -1,33 +1,20 @@
 """Gradient strategies: how a solve is differentiated.
 
-A strategy wraps the solve loop. ``Backprop`` records the solver's operations for autograd;
-adjoint and checkpointing strategies (continuous adjoint, seminorm adjoint, recursive
-checkpointing, interpolated adjoint) plug in here with the same contract:
-``strategy.run(integrate, f, y0, params) -> result``.
+A strategy wraps the solve loop: ``strategy.run(call) -> LoopResult`` where ``call`` is a
+:class:`LoopCall` (calling it runs the solve once). ``Backprop`` records the solver's operations;
+``Adjoint`` (backsolve, optionally with checkpoints and the seminorm), ``InterpolatedAdjoint``
+and ``RecursiveCheckpoint`` re-run the loop inside their own ``torch.autograd.Function``.
 """
 
-from __future__ import annotations
+from .adjoint import Adjoint, InterpolatedAdjoint
+from .base import Backprop, LoopCall, find_params
+from .checkpoint import RecursiveCheckpoint
 
-import dataclasses
-from collections.abc import Callable
-from typing import Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Backprop:
-    """Differentiate through the solver's operations (exact gradients of the discrete solve).
-
-    Memory grows linearly with the number of steps.
-
-    Example:
-        >>> import torch, kutta
-        >>> y0 = torch.ones(1, requires_grad=True)
-        >>> sol = kutta.solve(lambda t, y: -y, y0, t_eval=torch.tensor([0.0, 1.0]),
-        ...                   gradient=kutta.Backprop())
-        >>> sol.ys[-1].sum().backward()
-        >>> round(float(y0.grad), 4)
-        0.3679
-    """
-
-    def run(self, integrate: Callable[[], Any]) -> Any:
-        return integrate()
+__all__ = [
+    "Adjoint",
+    "Backprop",
+    "InterpolatedAdjoint",
+    "LoopCall",
+    "RecursiveCheckpoint",
+    "find_params",
+]

@@ -1,0 +1,366 @@
+"""Continuous adjoints: backsolve (optionally restarted from checkpoints) and interpolated.
+
+The forward solve runs without a graph. The backward pass integrates the adjoint equations
+from the last output time to the first (Pontryagin; Chen et al. 2018)::
+
+    da/ds = -a . dF/dy,    dg/ds = -a . dF/dtheta,    g(s_end) = 0,  dL/dtheta = g(s_0)
+
+where ``a(s) = dL/dy(s)`` jumps by ``dL/dy_i`` at every output time. *Backsolve* re-solves ``y``
+backwards alongside ``a`` and restarts it from the stored forward state at every output time
+and checkpoint; *interpolated* reads ``y`` from the forward solve's dense output instead.
+The backward solve runs in ``tau = -s`` so the same (increasing-time) loop does it.
+
+The seminorm (Kidger, Chen & Lyons 2021) leaves the parameter channels ``g`` out of the error
+norm: they never feed back into the dynamics, so their error need not limit the step size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..errors import InvalidArgumentError, SolverError
+from ..loop import LoopResult, integrate_shared
+from ..status import Status
+from .base import LoopCall, find_params
+
+# (aug_f, z, tau_start, tau_end) -> z at tau_end; runs one backward interval.
+BackwardRun = Callable[[Callable, torch.Tensor, float, float], torch.Tensor]
+
+
+@dataclasses.dataclass
+class AdjointSetup:
+    """What the continuous adjoint needs, all in the solver's forward time ``s``.
+
+    Attributes:
+        f: the normalized vector field ``F(s, y)`` (host-float ``s``).
+        grid: increasing forward times at which the forward states are stored: the output
+            times plus any checkpoints.
+        outputs: indices into ``grid`` of the output times.
+        forward: the forward result over ``grid`` (computed without a graph).
+        make_backward: ``norm -> BackwardRun``, given the error norm of the augmented state.
+        state_norm: the forward solve's error norm, applied to the state and to the adjoint.
+        seminorm: leave the parameter channels out of the backward error norm.
+        interpolated: read ``y`` from ``forward.dense`` instead of re-solving it.
+        time_sign: user time = ``time_sign * s``; set to return gradients for the times.
+    """
+
+    f: Callable
+    grid: list[float]
+    outputs: list[int]
+    forward: LoopResult
+    make_backward: Callable[[Callable], BackwardRun]
+    state_norm: Callable
+    seminorm: bool
+    interpolated: bool = False
+    time_sign: float | None = None
+
+
+def checkpoint_grid(times: list[float], checkpoints: int) -> tuple[list[float], list[int]]:
+    """The output times plus ``checkpoints`` evenly spaced interior times, and the outputs' places.
+
+    Example:
+        >>> checkpoint_grid([0.0, 1.0], 3)
+        ([0.0, 0.25, 0.5, 0.75, 1.0], [0, 4])
+    """
+    t0, t1 = times[0], times[-1]
+    extra = {t0 + (t1 - t0) * k / (checkpoints + 1) for k in range(1, checkpoints + 1)}
+    grid = sorted(set(times) | extra)
+    place = {t: i for i, t in enumerate(grid)}
+    return grid, [place[t] for t in times]
+
+
+class ContinuousAdjoint(torch.autograd.Function):
+    """ys = solve(y0) forward; the continuous adjoint backward (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, setup: AdjointSetup, y0, t, *params):
+        ys = torch.stack(setup.forward.ys)
+        ctx.setup = setup
+        ctx.save_for_backward(ys, *params)
+        return ys[setup.outputs]
+
+    @staticmethod
+    def backward(ctx, grad_outputs):
+        if torch.is_grad_enabled():
+            raise InvalidArgumentError(
+                "gradients of gradients (create_graph=True) are not available through a "
+                "continuous adjoint; use backprop (kutta.odeint, kutta.Backprop or "
+                "kutta.RecursiveCheckpoint) for higher derivatives"
+            )
+        setup: AdjointSetup = ctx.setup
+        ys, *params = ctx.saved_tensors
+        grads = torch.zeros_like(ys)
+        grads[setup.outputs] = grad_outputs
+        a_back, param_grads = _backward_pass(setup, ys, grads, tuple(params))
+        grad_t = None
+        if setup.time_sign is not None and ctx.needs_input_grad[2]:
+            grad_t = _time_gradients(setup, ys, grads, a_back)
+        grad_y0 = (a_back + grads[0].reshape(-1)).view_as(ys[0])
+        return (None, grad_y0, grad_t, *param_grads)
+
+
+def _time_gradients(setup: AdjointSetup, ys, grads, a_back) -> torch.Tensor:
+    """dL/dt_i = <dL/dy_i, f(t_i, y_i)>; dL/dt_0 = -<a(t_0), f(t_0, y_0)> (a without dL/dy_0)."""
+    sign = setup.time_sign
+    out = []
+    for k in setup.outputs:
+        fy = setup.f(setup.grid[k], ys[k]).reshape(-1)
+        if k == 0:
+            out.append(-sign * torch.dot(a_back, fy))
+        else:
+            out.append(sign * torch.dot(grads[k].reshape(-1), fy))
+    return torch.stack(out).to(ys.dtype)
+
+
+def _backward_pass(setup: AdjointSetup, ys, grads, params):
+    shape, n = ys.shape[1:], ys[0].numel()
+    sizes = [p.numel() for p in params]
+    n_params = sum(sizes)
+    f = setup.f
+    dense = setup.forward.dense
+
+    def vjp(s: float, y: torch.Tensor, a: torch.Tensor):
+        with torch.enable_grad():
+            y = y.detach().requires_grad_(True)
+            fy = f(s, y.view(shape))
+            parts = torch.autograd.grad(fy, (y, *params), a.view(shape), allow_unused=True)
+        parts = [torch.zeros_like(x) if g is None else g for g, x in zip(parts, (y, *params))]
+        return fy.detach().reshape(-1), torch.cat([g.reshape(-1) for g in parts])
+
+    if setup.interpolated:
+        lead = 0
+
+        def aug_f(tau, z):
+            _, vjps = vjp(-tau, dense(-tau).reshape(-1), z[:n])
+            return vjps
+    else:
+        lead = n
+
+        def aug_f(tau, z):
+            fy, vjps = vjp(-tau, z[:n], z[n : 2 * n])
+            return torch.cat([-fy, vjps])
+
+    run = setup.make_backward(_augmented_norm(setup, shape, n, lead, sizes))
+    a = ys.new_zeros(n)
+    g = ys.new_zeros(n_params)
+    grid = setup.grid
+    for k in range(len(grid) - 1, 0, -1):
+        a = a + grads[k].reshape(-1)
+        z = torch.cat([a, g]) if setup.interpolated else torch.cat([ys[k].reshape(-1), a, g])
+        z = run(aug_f, z, -grid[k], -grid[k - 1])
+        a, g = z[lead : lead + n], z[lead + n :]
+    param_grads = [p.view_as(x) for p, x in zip(torch.split(g, sizes), params)]
+    return a, param_grads
+
+
+def _augmented_norm(setup: AdjointSetup, shape, n: int, lead: int, sizes: list[int]):
+    """max(norm(y), norm(a), rms(g_1), ...) over the augmented state; the seminorm drops g."""
+    state_norm = setup.state_norm
+    param_sizes = [] if setup.seminorm else sizes
+
+    def norm(ratio: torch.Tensor) -> torch.Tensor:
+        ratio = ratio.reshape(-1)
+        parts = [state_norm(ratio[lead : lead + n].view(shape))]
+        if lead:
+            parts.append(state_norm(ratio[:n].view(shape)))
+        start = lead + n
+        for size in param_sizes:
+            if size:
+                chunk = ratio[start : start + size]
+                parts.append(torch.linalg.vector_norm(chunk) / math.sqrt(size))
+            start += size
+        return torch.stack(parts).max() if len(parts) > 1 else parts[0]
+
+    return norm
+
+
+def backward_failure(err: SolverError, user_time: float) -> SolverError:
+    """The same failure, said to be in the backward (adjoint) solve."""
+    return SolverError(
+        f"the backward (adjoint) solve failed near t = {user_time:.6g}: {err}. Tighten the "
+        "forward tolerances, give adjoint_rtol/adjoint_atol, or use checkpoints.",
+        t=user_time,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Native strategies
+# ------------------------------------------------------------------------------------------
+
+
+def _scalar_tolerances(controller: Any) -> None:
+    for name in ("rtol", "atol"):
+        tol = getattr(controller, name)
+        if torch.is_tensor(tol) and tol.numel() > 1:
+            raise InvalidArgumentError(
+                f"adjoint strategies need a scalar {name}; per-component tolerances are "
+                "supported with kutta.Backprop or kutta.RecursiveCheckpoint"
+            )
+
+
+def check_shared_call(call: LoopCall, strategy: str) -> None:
+    """Reject, before any work, what a non-backprop strategy cannot differentiate."""
+    if call.driver is not integrate_shared:
+        raise InvalidArgumentError(
+            f"{strategy} supports batch_mode='shared' only; use kutta.Backprop for per_sample"
+        )
+    if call.cfg.event_fn is not None:
+        raise InvalidArgumentError(
+            f"{strategy} does not differentiate through events; use kutta.Backprop "
+            "(or kutta.odeint_event for a differentiable event time)"
+        )
+
+
+def run_native_adjoint(
+    call: LoopCall,
+    params: Any,
+    *,
+    seminorm: bool,
+    checkpoints: int,
+    interpolated: bool,
+    strategy: str,
+) -> LoopResult:
+    """``kutta.solve``'s adjoint strategies: a forward solve, then ContinuousAdjoint."""
+    check_shared_call(call, strategy)
+    _scalar_tolerances(call.controller)
+    params = find_params(call.func, params, "params")
+    times = call.times.tolist()
+    grid, outputs = checkpoint_grid(times, checkpoints)
+    cfg = dataclasses.replace(call.cfg, dense=call.cfg.dense or interpolated)
+    with torch.no_grad():
+        forward = call(y0=call.y0.detach(), times=torch.tensor(grid, dtype=torch.float64), cfg=cfg)
+    if forward.status != Status.SUCCESS:
+        forward.ys = [forward.ys[i] for i in outputs if i < len(forward.ys)]
+        return forward
+    back_cfg = dataclasses.replace(
+        call.cfg,
+        step_t=[-s for s in call.cfg.step_t],
+        jump_t=[-s for s in call.cfg.jump_t],
+        first_step=None,
+        dense=False,
+        raise_on_failure=True,
+    )
+
+    def make_backward(norm: Callable) -> BackwardRun:
+        # A shallow copy keeps the bound tolerances and exponent; only the norm changes.
+        controller = _copy_with_norm(call.controller, norm)
+
+        def run(aug_f, z, tau_start, tau_end):
+            span = torch.tensor([tau_start, tau_end], dtype=torch.float64)
+            try:
+                res = integrate_shared(
+                    aug_f, z, span, call.method, controller, back_cfg, call.counter
+                )
+            except SolverError as err:
+                raise backward_failure(err, -tau_start) from None
+            return res.ys[-1]
+
+        return run
+
+    setup = AdjointSetup(
+        f=call.f,
+        grid=grid,
+        outputs=outputs,
+        forward=forward,
+        make_backward=make_backward,
+        state_norm=call.controller.norm,
+        seminorm=seminorm,
+        interpolated=interpolated,
+    )
+    ys = ContinuousAdjoint.apply(setup, call.y0, None, *params)
+    result = dataclasses.replace(forward, ys=list(ys.unbind(0)))
+    if not call.cfg.dense:
+        result.dense = None
+    return result
+
+
+def _copy_with_norm(controller: Any, norm: Callable) -> Any:
+    import copy
+
+    out = copy.copy(controller)
+    out.norm = norm
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Adjoint:
+    """The continuous backsolve adjoint: O(1) memory in the number of steps.
+
+    Args:
+        seminorm: leave the parameter-gradient channels out of the backward error norm
+            (Kidger, Chen & Lyons 2021); usually far fewer backward steps, same accuracy.
+        checkpoints: store this many extra forward states (evenly spaced in time) and restart
+            the backward re-solve of ``y`` from them; this keeps chaotic or stiff problems,
+            whose backward re-solve diverges, accurate.
+        params: the tensors to differentiate; default: ``f``'s parameters if it is an
+            ``nn.Module`` (a plain callable capturing tensors that need grad is an error).
+
+    Example:
+        >>> import torch, kutta
+        >>> y0 = torch.ones(1, requires_grad=True)
+        >>> sol = kutta.solve(lambda t, y: -y, y0, t_eval=torch.tensor([0.0, 1.0]),
+        ...                   gradient=kutta.Adjoint())
+        >>> sol.ys[-1].sum().backward()
+        >>> round(float(y0.grad), 4)
+        0.3679
+    """
+
+    seminorm: bool = True
+    checkpoints: int = 0
+    params: tuple[torch.Tensor, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.checkpoints, int) and self.checkpoints >= 0):
+            raise InvalidArgumentError(
+                f"checkpoints must be a non-negative integer, got {self.checkpoints!r}"
+            )
+
+    def run(self, call: LoopCall) -> LoopResult:
+        return run_native_adjoint(
+            call,
+            self.params,
+            seminorm=self.seminorm,
+            checkpoints=self.checkpoints,
+            interpolated=False,
+            strategy="kutta.Adjoint",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class InterpolatedAdjoint:
+    """A continuous adjoint that reads the forward state from the dense interpolant.
+
+    No backward re-solve of ``y``, so it is stable where backsolving is not; memory grows with
+    the number of forward steps (their interpolants are kept), not with the graph.
+
+    Args:
+        seminorm: as in :class:`Adjoint`.
+        params: as in :class:`Adjoint`.
+
+    Example:
+        >>> import torch, kutta
+        >>> y0 = torch.ones(1, requires_grad=True)
+        >>> sol = kutta.solve(lambda t, y: -y, y0, t_eval=torch.tensor([0.0, 1.0]),
+        ...                   gradient=kutta.InterpolatedAdjoint())
+        >>> sol.ys[-1].sum().backward()
+        >>> round(float(y0.grad), 4)
+        0.3679
+    """
+
+    seminorm: bool = True
+    params: tuple[torch.Tensor, ...] | None = None
+
+    def run(self, call: LoopCall) -> LoopResult:
+        return run_native_adjoint(
+            call,
+            self.params,
+            seminorm=self.seminorm,
+            checkpoints=0,
+            interpolated=True,
+            strategy="kutta.InterpolatedAdjoint",
+        )
