@@ -10,7 +10,7 @@ import torch
 from ._inputs import normalize
 from .controllers import ConstantController, Controller, PIController
 from .errors import InvalidArgumentError, SolverError
-from .gradients import Backprop
+from .gradients import Backprop, LoopCall
 from .loop import LoopConfig, LoopResult, integrate_per_sample, integrate_shared
 from .solution import Solution
 from .solvers.base import Method
@@ -110,6 +110,7 @@ def solve(
     dtype = problem.y0.real.dtype
     m = m.bind(dtype, problem.y0.device)
     ctl = controller.bind(m.error_order or m.order, dtype, problem.y0.device, per_sample)
+    m.set_error_scale(ctl.atol, ctl.rtol)
     cfg = LoopConfig(
         max_steps=max_steps,
         first_step=dt0,
@@ -134,7 +135,9 @@ def solve(
             raise InvalidArgumentError("dense, step_t and jump_t are supported in shared mode only")
         tdev = times.to(problem.y0.device, torch.float64)
         result = gradient.run(
-            lambda: integrate_per_sample(problem.f, problem.y0, tdev, m, ctl, cfg, problem.counter)
+            LoopCall(
+                integrate_per_sample, problem.f, problem.y0, tdev, m, ctl, cfg, problem.counter, f
+            )
         )
         sol = Solution(
             ts=torch.as_tensor(t_eval),
@@ -145,6 +148,7 @@ def solve(
                 "n_accepted": result.n_accepted,
                 "n_rejected": result.n_rejected,
                 "method": m.name,
+                **getattr(m, "stats", {}),
             },
             status=result.status,
         )
@@ -162,7 +166,7 @@ def solve(
         return sol
 
     result: LoopResult = gradient.run(
-        lambda: integrate_shared(problem.f, problem.y0, times, m, ctl, cfg, problem.counter)
+        LoopCall(integrate_shared, problem.f, problem.y0, times, m, ctl, cfg, problem.counter, f)
     )
     ys = torch.stack(result.ys) if result.ys else problem.y0[:0]
     ts_user = torch.as_tensor(t_eval)[: len(result.ys)]
@@ -180,6 +184,7 @@ def solve(
             "n_accepted": result.n_accepted,
             "n_rejected": result.n_rejected,
             "method": m.name,
+            **getattr(m, "stats", {}),
         },
         status=torch.tensor(int(result.status)),
         events=events,
