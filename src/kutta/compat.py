@@ -66,7 +66,7 @@ def _build(func, y0, t, rtol, atol, method, options, event_fn):
     valid = valid_options(method, m)
     unknown = sorted(set(options) - valid)
     if unknown:
-        raise UnknownNameError(f"option for method {method!r}", unknown[0], sorted(valid))
+        raise UnknownNameError(f"{method} option", unknown[0], sorted(valid))
     user_norm = options.get("norm")
     norm = _tuple_norm(problem.shapes, user_norm) if problem.shapes else user_norm
     if m.adaptive:

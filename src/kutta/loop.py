@@ -121,6 +121,7 @@ def integrate_shared(
     t, y = t0, y0
     n_acc = n_rej = 0
     stop_i = 0
+    after_jump = None  # set after landing on a jump: sample f on its far side until a step is taken
     max_h = controller.dt_max
 
     def fail(status: Status, msg: str) -> LoopResult:
@@ -150,7 +151,12 @@ def integrate_shared(
             h_try = target - t if landing else h
         else:
             landing, h_try = True, target - t
-        res = method.step(f, t, y, h_try, state)
+        step_f = f
+        if method.adaptive and landing and target in jumps:
+            step_f = _clamp_time(f, hi=math.nextafter(target, -math.inf))
+        elif after_jump is not None:
+            step_f = _clamp_time(f, lo=after_jump)
+        res = method.step(step_f, t, y, h_try, state)
 
         if method.adaptive:
             scale = (
@@ -205,11 +211,13 @@ def integrate_shared(
 
         n_acc += 1
         t, y, state = t_new, res.y, res.state
+        after_jump = None
         if method.adaptive:
             h = h_next
         if landing:
             if target in jumps:
                 state = method.reset_after_discontinuity(state)
+                after_jump = math.nextafter(target, math.inf)
             stop_i += 1
 
     if not method.adaptive:
@@ -227,6 +235,19 @@ def integrate_shared(
     result = LoopResult(ys, Status.SUCCESS, counter.calls - nfe0, n_acc, n_rej, t, dense_steps)
     result.events = events
     return result
+
+
+def _clamp_time(f: Callable, lo: float = -math.inf, hi: float = math.inf) -> Callable:
+    """``f`` with its (host float) time clamped to ``[lo, hi]``.
+
+    A step that ends on a jump of ``f`` must see ``f`` from before the jump, even at ``t + h``;
+    the first step after it must see ``f`` from after, even at its start (torchdiffeq's perturb).
+    """
+
+    def clamped(tt: float, y: torch.Tensor) -> torch.Tensor:
+        return f(min(max(tt, lo), hi), y)
+
+    return clamped
 
 
 def _fmt(t: float) -> str:

@@ -29,7 +29,7 @@ def scipy_odeint(func, y0, t, *, rtol: Any, atol: Any, options: dict[str, Any]) 
 
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
-        raise UnknownNameError("option for method 'scipy_solver'", unknown[0], _OPTIONS)
+        raise UnknownNameError("scipy_solver option", unknown[0], _OPTIONS)
     solver = options.get("solver", "LSODA")
     if solver not in _SOLVERS:
         raise UnknownNameError("scipy solver", solver, _SOLVERS)
