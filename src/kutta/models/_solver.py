@@ -180,13 +180,16 @@ def evolve_through(
 ) -> torch.Tensor:
     """States at each of ``times`` (B, Q) starting from ``z0`` (B, N) at ``t0`` (B,): (B, Q, N).
 
-    When every series shares ``t0`` and strictly increasing ``times`` (a common grid), this is
-    one solve over the grid; otherwise the series are advanced together one span at a time.
+    Shared mode: when every series shares ``t0`` and strictly increasing ``times`` (a common
+    grid), this is one solve over the grid; otherwise the series are advanced together one span
+    at a time. Per-sample mode: one solve per group of series with the same number of distinct
+    times (padding repeats the last time), so a series' steps never depend on the others.
     """
     if solver.batch_mode == "per_sample":
         grid = torch.cat([t0.unsqueeze(1), times], dim=1)
-        if bool((grid[:, 1:] > grid[:, :-1]).all()):
-            return _solve_per_sample(func, z0, grid, solver)[:, 1:]
+        grouped = _per_sample_by_length(func, z0, grid, solver)
+        if grouped is not None:
+            return grouped[:, 1:]
     elif _is_shared_grid(t0, times):
         grid = torch.cat([t0[:1], times[0]])
         if bool((grid[1:] > grid[:-1]).all()):
@@ -225,14 +228,43 @@ def _rms_without_tag(scaled_error: torch.Tensor) -> torch.Tensor:
     return scaled_error[:, :-1].pow(2).mean(dim=-1).sqrt()
 
 
+def _per_sample_by_length(
+    func: nn.Module, z0: torch.Tensor, grid: torch.Tensor, solver: SolverOptions
+) -> torch.Tensor | None:
+    """Per-sample solves over grids that are strictly monotone and then repeat their last time,
+    one solve per distinct length; None if some grid is not of that form."""
+    steps = grid[:, 1:] - grid[:, :-1]
+    direction = -1.0 if bool((steps < 0).any()) else 1.0
+    monotone = (steps * direction > 0).long().cumprod(dim=1)
+    lengths = monotone.sum(dim=1) + 1
+    padding = grid == grid.gather(1, (lengths - 1).unsqueeze(1))
+    columns = torch.arange(grid.shape[1], device=grid.device)
+    if not bool((padding | (columns[None, :] < lengths[:, None])).all()):
+        return None
+    states = z0.unsqueeze(1).expand(-1, grid.shape[1], -1)
+    for length in torch.unique(lengths).tolist():
+        if length == 1:
+            continue
+        rows = (lengths == length).nonzero().flatten()
+        solved = _solve_per_sample(func, z0[rows], grid[rows, :length], solver, rows)
+        padded = torch.cat([solved, solved[:, -1:].expand(-1, grid.shape[1] - length, -1)], dim=1)
+        states = states.index_put((rows,), padded)
+    return states
+
+
 def _solve_per_sample(
-    func: nn.Module, z: torch.Tensor, grid: torch.Tensor, solver: SolverOptions
+    func: nn.Module,
+    z: torch.Tensor,
+    grid: torch.Tensor,
+    solver: SolverOptions,
+    row_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each row of ``z`` (B, N) solved over its own monotone ``grid`` row (B, G): (B, G, N).
 
     Only rows whose span is not empty are solved (the loop needs strictly monotone times); the
     others keep their state. ``func(t, z)`` sees only some rows; if ``func.needs_rows`` is true
-    it is called as ``func(t, z, rows)`` with the rows' batch indices.
+    it is called as ``func(t, z, rows)`` with the rows' batch indices (``row_ids`` maps the
+    rows of ``z`` to those indices when ``z`` is part of a larger batch).
     """
     import kutta
 
@@ -253,7 +285,8 @@ def _solve_per_sample(
     controller = {}
     if getattr(func, "needs_rows", False):
         func = _RowTagged(func)
-        start = torch.cat([start, moving.to(z.dtype).unsqueeze(1)], dim=1)
+        ids = moving if row_ids is None else row_ids[moving]
+        start = torch.cat([start, ids.to(z.dtype).unsqueeze(1)], dim=1)
         controller["norm"] = _rms_without_tag
     extra = {_PER_SAMPLE_OPTIONS[k]: v for k, v in (solver.options or {}).items()}
     solution = kutta.solve(

@@ -23,7 +23,7 @@ from kutta.interpolate import (
     RectilinearInterpolation,
     with_time_channel,
 )
-from kutta.models._solver import evolve, make_solver_options
+from kutta.models._solver import evolve, evolve_through, make_solver_options
 from kutta.models.ode_rnn import _check_no_step_size
 
 INTERPOLATIONS = ("linear", "rectilinear", "hermite", "natural")
@@ -86,37 +86,46 @@ class CDEVectorField(nn.Module):
         return self.net(z).view(*z.shape[:-1], self.hidden_dim, self.input_channels)
 
 
-class _PieceField(nn.Module):
-    """``dz/dt = f(z) X'(t)`` between two consecutive knots of the path.
+class _CDEField(nn.Module):
+    """``dz/dt = f(z) X'(t)``, optionally with the time held inside one piece ``(low, high]``.
 
-    A path may have a kink at a knot, and it looks up the piece to the *left* of a knot; a step
-    that starts at knot k must use piece k. So the time is held inside the half-open piece
-    ``(t_from, t_to]`` (one float past ``t_from``: a round-off-sized shift of a smooth piece).
-    In per-sample solves the loop passes only the unfinished ``rows`` of the batch.
+    A piecewise-linear path has kinks at its knots, and it looks up the piece to the *left* of
+    a knot; a step that starts at knot k must use piece k. Solving one knot interval at a time
+    with the time held one float past its start (a round-off-sized shift) gets that right.
+    In per-sample solves the loop passes only the unfinished ``rows`` of the batch; the path
+    answers for the whole batch, so the other rows ask at ``idle_times`` (any valid times).
     """
 
     needs_rows = True
 
     def __init__(
-        self, vector_field: nn.Module, path: ControlPath, t_from: torch.Tensor, t_to: torch.Tensor
+        self,
+        vector_field: nn.Module,
+        path: ControlPath,
+        idle_times: torch.Tensor,
+        piece: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         super().__init__()
         self.vector_field = vector_field
         self.path = path
-        self.t_from = t_from
-        inside = torch.nextafter(t_from, t_to)
-        self.low, self.high = torch.minimum(inside, t_to), torch.maximum(inside, t_to)
+        self.idle_times = idle_times
+        self.piece = None
+        if piece is not None:
+            t_from, t_to = piece
+            inside = torch.nextafter(t_from, t_to)
+            self.piece = (torch.minimum(inside, t_to), torch.maximum(inside, t_to))
 
     def forward(
         self, t: torch.Tensor, z: torch.Tensor, rows: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if self.piece is not None:
+            low, high = self.piece if rows is None else (p[rows] for p in self.piece)
+            t = torch.minimum(torch.maximum(t, low), high)
         if rows is None:
-            t = torch.minimum(torch.maximum(t, self.low), self.high)
             dx = self.path.derivative(t)
         else:
-            t = torch.minimum(torch.maximum(t, self.low[rows]), self.high[rows])
-            # The path answers for the whole batch; the other rows ask at a harmless time.
-            dx = self.path.derivative(self.t_from.index_put((rows,), t.to(self.t_from)))[rows]
+            dx = self.path.derivative(self.idle_times.index_put((rows,), t.to(self.idle_times)))
+            dx = dx[rows]
         return (self.vector_field(z) @ dx.unsqueeze(-1)).squeeze(-1)
 
 
@@ -179,17 +188,24 @@ class NeuralCDE(nn.Module):
     def states(self, path: ControlPath) -> torch.Tensor:
         """``z`` at every knot of the path (each observation): (B, T, H).
 
-        The CDE is solved one knot interval at a time, so a kink of the path at a knot is never
-        stepped over, and a fixed-step method takes one step per interval. Padding knots (which
-        repeat a series' last time) give empty intervals: the state stays put.
+        A smooth (cubic) path is solved in one go, stopping at the knots. A piecewise-linear
+        path is solved one knot interval at a time so that no step straddles a kink. Either
+        way a fixed-step method in shared mode takes one step per interval, and padding knots
+        (which repeat a series' last time) give empty intervals: the state stays put.
         """
         self._check(path)
         knots = path.grid_points.to(self.initial.weight).expand(path.batch_size, -1)
-        z = self.initial(path.evaluate(knots[:, 0]))
+        start = knots[:, 0]
+        z = self.initial(path.evaluate(start))
+        if isinstance(path, (HermiteCubic, NaturalCubicSpline)):
+            field = _CDEField(self.vector_field, path, start)
+            return torch.cat(
+                [z.unsqueeze(1), evolve_through(field, z, start, knots[:, 1:], self.solver)], dim=1
+            )
         states = [z]
         for k in range(knots.shape[1] - 1):
             t_from, t_to = knots[:, k], knots[:, k + 1]
-            field = _PieceField(self.vector_field, path, t_from, t_to)
+            field = _CDEField(self.vector_field, path, start, piece=(t_from, t_to))
             z = evolve(field, z, t_from, t_to, self.solver)
             states.append(z)
         return torch.stack(states, dim=1)
