@@ -130,7 +130,7 @@ def test_a_sample_never_depends_on_the_others(kit, name):
     )
     y0 = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64).repeat(4, 1)
     t = torch.zeros(4, dtype=torch.float64)
-    h = torch.tensor([[1e-4], [3e-4], [1e-3], [2e-4]], dtype=torch.float64)
+    h = torch.tensor([[1e-5], [3e-5], [1e-4], [2e-5]], dtype=torch.float64)
 
     def run(rows):
         m = kit.make(name, atol=1e-10, rtol=1e-8)
@@ -139,6 +139,7 @@ def test_a_sample_never_depends_on_the_others(kit, name):
         for _ in range(6):
             res = m.step(f, tt, y, h[rows], state)
             y, state, tt = res.y, res.state, tt + h[rows, 0]
+        assert m.stats["n_newton_failures"] == 0 and torch.isfinite(y).all()
         return y
 
     together = run(slice(None))
@@ -169,14 +170,15 @@ def test_independent_batch_in_shared_mode_uses_one_block_per_row(kit, name):
     f = _kinetics(rates)
     batched = kit.make(name, atol=1e-10, rtol=1e-8, independent_batch=True)
     with_jac = kit.make(name, atol=1e-10, rtol=1e-8, independent_batch=True, jac=jac)
-    y_auto, _ = kit.fixed_steps(batched, f, y0, 0.0, 0.05, 5)
-    y_user, _ = kit.fixed_steps(with_jac, f, y0, 0.0, 0.05, 5)
+    y_auto, _ = kit.fixed_steps(batched, f, y0, 0.0, 5e-4, 5)
+    y_user, _ = kit.fixed_steps(with_jac, f, y0, 0.0, 5e-4, 5)
+    assert batched.stats["n_newton_failures"] == with_jac.stats["n_newton_failures"] == 0
     assert shapes and all(s == (2, 3) for s in shapes)
     assert with_jac.stats["n_jac"] == len(shapes)
     torch.testing.assert_close(y_auto, y_user, rtol=1e-9, atol=1e-15)
     for i in range(2):
         solo = kit.make(name, atol=1e-10, rtol=1e-8)
-        y_solo, _ = kit.fixed_steps(solo, _kinetics(rates[i]), y0[i], 0.0, 0.05, 5)
+        y_solo, _ = kit.fixed_steps(solo, _kinetics(rates[i]), y0[i], 0.0, 5e-4, 5)
         torch.testing.assert_close(y_auto[i], y_solo, rtol=1e-9, atol=1e-15)
 
 
@@ -237,7 +239,7 @@ def test_float32_keeps_dtype_and_converges(kit, name):
     y0 = kit.nonlinear_exact(0.0).float()
     y, _ = kit.fixed_steps(m, kit.nonlinear_f, y0, 0.0, 1.0, 20)
     assert y.dtype == torch.float32
-    torch.testing.assert_close(y.double(), kit.nonlinear_exact(1.0), rtol=0, atol=2e-5)
+    torch.testing.assert_close(y.double(), kit.nonlinear_exact(1.0), rtol=0, atol=2e-6)
 
 
 def test_invalid_tableaus_are_rejected():

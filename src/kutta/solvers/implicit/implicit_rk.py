@@ -28,8 +28,13 @@ import torch
 from ..base import StepResult, VectorField
 from .common import ImplicitMethod
 from .linalg import Factorization, newton_matrix, to_blocks
-from .newton import newton, with_implicit_gradient
+from .newton import newton, roundoff_floor, with_implicit_gradient
 from .tableaus import DIRKTableau
+
+
+def _next_eta(rate: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Hairer's guess of the next solve's ``rate / (1 - rate)`` from this solve's rate."""
+    return rate.clamp_min(torch.finfo(dtype).eps).pow(0.8)
 
 
 class IRKDense(NamedTuple):
@@ -58,7 +63,8 @@ class ImplicitRK(ImplicitMethod):
             torchdiffeq's ``trbdf2``).
         newton_tol: Newton stops when its estimated error is below this fraction of the loop's
             error scale ``atol + rtol |y|``.
-        max_iters: Newton iterations per solve before giving up.
+        max_iters: Newton iterations per solve before giving up (default 10 for adaptive
+            methods, which rather shrink the step; 100 for fixed-step ones, as torchdiffeq).
         jacobian_rate: re-evaluate the Jacobian at the next step when Newton contracted slower.
         (and the options of :class:`ImplicitMethod`: ``jac``, ``jacobian``, ``independent_batch``.)
 
@@ -76,8 +82,8 @@ class ImplicitRK(ImplicitMethod):
     tableau: DIRKTableau | None = None
     adaptive_step: bool = True
     newton_tol: float = 0.01
-    max_iters: int = 10
-    jacobian_rate: float = 0.2
+    max_iters: int | None = None
+    jacobian_rate: float = 0.05
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,6 +95,8 @@ class ImplicitRK(ImplicitMethod):
         self.error_order = (
             tab.error_order if (self.adaptive_step and tab.b_err is not None) else None
         )
+        if self.max_iters is None:
+            self.max_iters = 10 if self.adaptive else 100
         self._hermite = tab.explicit_first_stage and tab.stiffly_accurate and tab.c[-1] == 1.0
 
     def bind(self, dtype: torch.dtype, device: torch.device) -> ImplicitRK:
@@ -173,6 +181,7 @@ class ImplicitRK(ImplicitMethod):
         self.stats["n_lu"] += 1
         converged = lu.ok.clone()
         rate = torch.zeros(y_b.shape[0], dtype=y.dtype, device=y.device)
+        eta = None
         k: list[torch.Tensor] = []
         for i in range(tab.stages):
             base = y_b
@@ -182,20 +191,24 @@ class ImplicitRK(ImplicitMethod):
                 k.append(to_blocks(f0, layout))
                 continue
             g = self._block_fn(f, self._stage_time(t, tab.c[i], h), shape, layout)
-            guess = base + hg * k[-1] if k else base
+            # Unknown: the increment d = Z_i - base = h g k_i, so that k_i = d / (h g) suffers no
+            # cancellation (which would cost digits in float32).
+            guess = hg * k[-1] if k else torch.zeros_like(base)
 
-            def phi(z, base=base, g=g):
-                return base + hg * g(z)
+            def phi(d, base=base, g=g):
+                return hg * g(base + d)
 
-            def phi_detached(z, base=base, g=g):
-                return base.detach() + hg * g(z)
+            def phi_detached(d, base=base, g=g):
+                return hg * g(base.detach() + d)
 
-            res = newton(phi, guess.detach(), lu.solve, scale, self.newton_tol, self.max_iters)
+            floor = roundoff_floor(scale, base.detach(), self.newton_tol)
+            res = newton(phi, guess.detach(), lu.solve, floor, self.newton_tol, self.max_iters, eta)
             self.stats["n_newton_iters"] += res.iterations
             converged = converged & res.converged
             rate = torch.maximum(rate, res.rate)
-            z = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian)
-            k.append((z - base) / hg)
+            eta = _next_eta(res.rate, y.dtype)
+            d = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian)
+            k.append(d / hg)
         stages = torch.stack(k)
         y_new = y_b + h * torch.tensordot(self._b, stages, dims=1)
         err = None
@@ -231,7 +244,8 @@ class ImplicitRK(ImplicitMethod):
             return phi(w, y_b.detach())
 
         guess = torch.zeros(n_blocks, s * n, dtype=y.dtype, device=y.device)
-        res = newton(phi, guess, lu.solve, scale, self.newton_tol, self.max_iters)
+        floor = roundoff_floor(scale, y_b.detach().repeat(1, s), self.newton_tol)
+        res = newton(phi, guess, lu.solve, floor, self.newton_tol, self.max_iters)
         self.stats["n_newton_iters"] += res.iterations
         w = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian)
         # h k = A^-1 Z: the stage derivatives without evaluating f again.

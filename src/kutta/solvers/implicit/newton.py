@@ -16,6 +16,7 @@ function theorem: exact for the discrete solution, and independent of how many i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -40,8 +41,13 @@ def newton(
     scale: torch.Tensor,
     tol: float,
     max_iters: int,
+    eta: torch.Tensor | None = None,
 ) -> NewtonResult:
     """Solve ``z = phi(z)`` per block from ``z0``; ``solve(r)`` applies ``(I - dphi/dz)^-1``.
+
+    ``eta`` (per block) is the factor ``rate / (1 - rate)`` expected from the previous solve;
+    with it a first correction that is already small enough ends the iteration (Hairer's
+    ``max(eta_old, eps)^0.8`` heuristic, Solving ODEs II, IV.8).
 
     Example:
         >>> phi = lambda z: 0.5 * torch.cos(z)
@@ -50,30 +56,68 @@ def newton(
         (True, 0.450184)
     """
     with torch.no_grad():
+        if z0.shape[0] == 1:
+            return _newton_one_block(phi, z0, solve, scale, tol, max_iters, eta)
         z = z0
-        active = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+        n_blocks = z.shape[0]
+        active = torch.ones(n_blocks, dtype=torch.bool, device=z.device)
         converged = torch.zeros_like(active)
-        rate = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        rate = torch.zeros(n_blocks, dtype=z.dtype, device=z.device)
+        first_eta = torch.ones_like(rate) if eta is None else eta.to(rate.dtype)
         previous = None
         iterations = 0
         for iterations in range(1, max_iters + 1):  # noqa: B007 -- the count is returned
             dz = solve(phi(z) - z)
             size = rms(dz, scale)
-            finite = torch.isfinite(size)
-            z = torch.where(active[:, None] & finite[:, None], z + dz, z)
             if previous is None:
-                estimate = size
+                estimate = first_eta * size
             else:
                 rate = torch.where(active, size / previous, rate)
                 estimate = rate / (1 - rate).clamp_min(1e-12) * size
-            done = active & finite & (estimate <= tol) & (rate < 1)
+            finite = torch.isfinite(size)
+            z = torch.where((active & finite)[:, None], z + dz, z)
+            done = active & (estimate <= tol) & (rate < 1)  # NaN compares False
+            failed = active & ((rate >= 1) | ~finite)
             converged = converged | done
-            failed = active & (~finite | (rate >= 1))
-            active = active & ~done & ~failed
+            active = active & ~(done | failed)
             if not bool(active.any()):
                 break
             previous = size
     return NewtonResult(z, converged, rate, iterations)
+
+
+def roundoff_floor(scale: torch.Tensor, magnitude: torch.Tensor, tol: float) -> torch.Tensor:
+    """``scale`` raised so that ``tol * scale`` is at least some tens of ulps of ``magnitude``.
+
+    Corrections below that are roundoff, not progress: a finer tolerance would never be met.
+    """
+    return torch.maximum(scale, (16 * torch.finfo(scale.dtype).eps / tol) * magnitude.abs())
+
+
+def _newton_one_block(phi, z, solve, scale, tol, max_iters, eta) -> NewtonResult:
+    """The same iteration for a single block, with the bookkeeping on host floats."""
+    rate, previous, converged = 0.0, None, False
+    first_eta = 1.0 if eta is None else float(eta)
+    iterations = 0
+    for iterations in range(1, max_iters + 1):  # noqa: B007 -- the count is returned
+        dz = solve(phi(z) - z)
+        size = float(rms(dz, scale))
+        if not math.isfinite(size):
+            break
+        z = z + dz
+        if previous is None:
+            estimate = first_eta * size
+        else:
+            rate = size / previous
+            if rate >= 1:
+                break
+            estimate = rate / (1 - rate) * size
+        if estimate <= tol:
+            converged = True
+            break
+        previous = size
+    flag = torch.tensor([converged], device=z.device)
+    return NewtonResult(z, flag, torch.tensor([rate], dtype=z.dtype, device=z.device), iterations)
 
 
 class _ImplicitSolution(torch.autograd.Function):
