@@ -1,0 +1,1 @@
+"""The ``kutta`` command-line tool (typer + rich)."""

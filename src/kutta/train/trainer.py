@@ -1,0 +1,316 @@
+"""A small training loop with plain hooks: optimizer, schedule, clipping, NFE regularizer,
+early stopping, metrics logging, atomic checkpoints and DDP.
+
+What to train is a :class:`Task`: a model, a number of training examples, a loss over a batch of
+example indices, an evaluation, and a counter of vector-field evaluations. The Trainer knows
+nothing else about experiments, and nothing about terminals or plots (those are hooks).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from kutta.errors import KuttaError
+from kutta.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from kutta.train.config import TrainConfig
+from kutta.train.distributed import BatchSchedule, DistInfo, mean_over_processes
+
+CHECKPOINT_NAME = "checkpoints/last.pt"
+METRICS_LOG_NAME = "metrics.jsonl"
+
+
+class TrainingDivergedError(KuttaError, RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class StepOutput:
+    """What a task's loss returns for one batch.
+
+    ``regularizer`` is a differentiable penalty on solver cost (e.g. the kinetic energy of the
+    vector field); the Trainer adds ``TrainConfig.nfe_weight * regularizer`` to the loss.
+    """
+
+    loss: torch.Tensor
+    regularizer: torch.Tensor | None = None
+
+
+class Task(Protocol):
+    """What the Trainer trains. ``evaluate`` returns metrics; ``val_loss`` drives early stopping.
+
+    ``nfe()`` counts vector-field evaluations since the model's last forward call began, so the
+    Trainer reads it after the forward pass and again after the backward pass.
+    """
+
+    model: nn.Module
+    num_examples: int
+
+    def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput: ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+    def nfe(self) -> int: ...
+
+
+class Hook:
+    """Override what you need. Hooks run on every process; check ``trainer.dist.is_main``."""
+
+    def on_start(self, trainer: Trainer) -> None: ...
+
+    def on_step(self, trainer: Trainer, step: int) -> None: ...
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None: ...
+
+    def on_end(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    """Train ``task.model`` for ``config.steps`` optimizer steps.
+
+    Writes (on the main process, when ``run_dir`` is given) ``metrics.jsonl`` and
+    ``checkpoints/last.pt``; ``resume=True`` continues from that checkpoint.
+
+    Example:
+        >>> trainer = Trainer(task, TrainConfig(steps=100, lr=1e-2), run_dir="runs/x")  # doctest: +SKIP
+        >>> result = trainer.fit()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+        hooks: Sequence[Hook] = (),
+        dist_info: DistInfo | None = None,
+        resume: bool = False,
+    ):
+        self.task, self.config, self.hooks = task, config, list(hooks)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.dist = dist_info or DistInfo()
+        self.model = task.model
+        self.train_model: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device = next(self.model.parameters()).device
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.optimizer = _make_optimizer(self.model.parameters(), config)
+        self.scheduler = _make_scheduler(self.optimizer, config)
+        self.batches = BatchSchedule(task.num_examples, config.batch_size, config.seed, self.dist)
+        self.step = 0
+        self.best_value = math.inf
+        self.best_step = -1
+        self.bad_evals = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.stopped_early = False
+        self.elapsed = 0.0
+        self.last_record: dict[str, Any] = {}
+        self.last_eval: dict[str, float] = {}
+        if resume:
+            self._load(self._path(CHECKPOINT_NAME))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.batches.steps_per_epoch
+
+    def fit(self) -> dict[str, Any]:
+        """Run the loop; returns a summary (steps, final loss, best evaluation, time)."""
+        config = self.config
+        writes = self.dist.is_main and self.run_dir is not None
+        if writes:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _truncate_log(self._path(METRICS_LOG_NAME), self.step)
+        for hook in self.hooks:
+            hook.on_start(self)
+        started = time.perf_counter() - self.elapsed
+        window_loss = torch.zeros((), device=_device_of(self.model))
+        window_steps, window_nfe_fwd, window_nfe_bwd = 0, 0, 0
+        grad_norm = torch.zeros(())
+        while self.step < config.steps and not self.stopped_early:
+            self.train_model.train()
+            indices = self.batches.indices(self.step)
+            out = self.task.loss(self.train_model, indices)
+            loss = out.loss
+            if config.nfe_weight > 0:
+                if out.regularizer is None:
+                    raise KuttaError("train.nfe_weight > 0, but this experiment has no regularizer")
+                loss = loss + config.nfe_weight * out.regularizer
+            nfe_forward = self.task.nfe()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            window_nfe_bwd += self.task.nfe() - nfe_forward
+            window_nfe_fwd += nfe_forward
+            if config.grad_clip > 0:
+                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            window_loss += out.loss.detach()
+            window_steps += 1
+            self.step += 1
+            for hook in self.hooks:
+                hook.on_step(self, self.step)
+
+            evaluate = config.eval_every and self.step % config.eval_every == 0
+            if self.step % config.log_every == 0 or self.step == config.steps or evaluate:
+                mean_loss = mean_over_processes(window_loss / window_steps, self.dist).item()
+                if not math.isfinite(mean_loss):
+                    raise TrainingDivergedError(
+                        f"training diverged at step {self.step}: loss is {mean_loss}; "
+                        "try a smaller train.lr, train.grad_clip > 0 or tighter solver tolerances"
+                    )
+                self.elapsed = time.perf_counter() - started
+                record = {
+                    "step": self.step,
+                    "epoch": self.step / self.steps_per_epoch,
+                    "loss": mean_loss,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "nfe_forward": window_nfe_fwd / window_steps,
+                    "nfe_backward": window_nfe_bwd / window_steps,
+                    "time": round(self.elapsed, 3),
+                }
+                if config.grad_clip > 0:
+                    record["grad_norm"] = float(grad_norm)
+                if evaluate:
+                    record.update(self._evaluate())
+                self.last_record = record
+                if writes:
+                    with self._path(METRICS_LOG_NAME).open("a") as file:
+                        file.write(json.dumps(record) + "\n")
+                for hook in self.hooks:
+                    hook.on_log(self, record)
+                window_loss = torch.zeros_like(window_loss)
+                window_steps, window_nfe_fwd, window_nfe_bwd = 0, 0, 0
+            if self.step % config.checkpoint_every == 0 and self.step < config.steps:
+                self.save()
+        self.elapsed = time.perf_counter() - started
+        if config.restore_best and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.save()
+        for hook in self.hooks:
+            hook.on_end(self)
+        return {
+            "steps": self.step,
+            "final_loss": self.last_record.get("loss", math.nan),
+            "best_val_loss": self.best_value if self.best_step >= 0 else None,
+            "best_step": self.best_step if self.best_step >= 0 else None,
+            "stopped_early": self.stopped_early,
+            "train_time_s": round(self.elapsed, 3),
+        }
+
+    def _evaluate(self) -> dict[str, float]:
+        """Evaluate (on every process: the parameters are identical, so are the decisions)."""
+        self.model.eval()
+        with torch.no_grad():
+            metrics = {f"val/{k}": v for k, v in self.task.evaluate(self.model).items()}
+        self.last_eval = metrics
+        value = metrics.get("val/val_loss")
+        if value is None:
+            return metrics
+        if value < self.best_value - self.config.min_delta:
+            self.best_value, self.best_step, self.bad_evals = value, self.step, 0
+            if self.config.restore_best:
+                self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad_evals += 1
+            if self.config.patience and self.bad_evals >= self.config.patience:
+                self.stopped_early = True
+        return metrics
+
+    def save(self) -> None:
+        """Write ``checkpoints/last.pt`` atomically (main process only)."""
+        if not self.dist.is_main or self.run_dir is None:
+            return
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "elapsed": self.elapsed,
+            "early_stopping": {
+                "best_value": self.best_value,
+                "best_step": self.best_step,
+                "bad_evals": self.bad_evals,
+                "stopped_early": self.stopped_early,
+            },
+            "best_model": self.best_state,
+        }
+        save_checkpoint(state, self._path(CHECKPOINT_NAME))
+
+    def _load(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=_device_of(self.model))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        early = state["early_stopping"]
+        self.best_value, self.best_step = early["best_value"], early["best_step"]
+        self.bad_evals, self.stopped_early = early["bad_evals"], early["stopped_early"]
+        self.best_state = state["best_model"]
+
+    def _path(self, name: str) -> Path:
+        assert self.run_dir is not None
+        return self.run_dir / name
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _make_optimizer(params: Any, config: TrainConfig) -> torch.optim.Optimizer:
+    kinds = {
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "sgd": torch.optim.SGD,
+        "rmsprop": torch.optim.RMSprop,
+    }
+    return kinds[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past ``step``: a killed run may have logged beyond its last checkpoint."""
+    if not path.exists():
+        return
+    kept = [r for r in _parse_lines(path.read_text()) if r["step"] <= step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def read_metrics_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` (an empty list if there is none)."""
+    path = Path(run_dir) / METRICS_LOG_NAME
+    if not path.exists():
+        return []
+    return _parse_lines(path.read_text())
+
+
+def _parse_lines(text: str) -> list[dict[str, Any]]:
+    """JSON lines, skipping a torn last line left by a process killed mid-write."""
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -1,0 +1,154 @@
+"""The Trainer on a tiny regression task: logging, checkpoints, resume, early stopping, hooks."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from kutta.errors import InvalidArgumentError, KuttaError
+from kutta.train import BatchSchedule, DistInfo, Hook, StepOutput, TrainConfig, Trainer
+from kutta.train.trainer import TrainingDivergedError, read_metrics_log
+
+
+class LineTask:
+    """Fit y = 2x + 1 with one linear layer; every example is one (x, y) pair."""
+
+    def __init__(self, num_examples=64, regularizer=True):
+        torch.manual_seed(0)
+        self.model = nn.Linear(1, 1)
+        self.x = torch.linspace(-1, 1, num_examples)[:, None]
+        self.y = 2 * self.x + 1
+        self.num_examples = num_examples
+        self.with_regularizer = regularizer
+        self.evaluations = 0
+
+    def loss(self, model, indices):
+        prediction = model(self.x[indices])
+        loss = (prediction - self.y[indices]).pow(2).mean()
+        reg = prediction.pow(2).mean() if self.with_regularizer else None
+        return StepOutput(loss=loss, regularizer=reg)
+
+    def evaluate(self, model):
+        self.evaluations += 1
+        return {"val_loss": (model(self.x) - self.y).pow(2).mean().item()}
+
+    def nfe(self):
+        return 0
+
+
+def config(**overrides):
+    settings = dict(steps=40, batch_size=8, lr=0.05, log_every=5, checkpoint_every=10)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_training_reduces_the_loss_and_logs_every_few_steps(tmp_path):
+    task = LineTask()
+    before = task.evaluate(task.model)["val_loss"]
+    result = Trainer(task, config(eval_every=20), run_dir=tmp_path).fit()
+    records = read_metrics_log(tmp_path)
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert "val/val_loss" in records[3] and "val/val_loss" not in records[2]
+    assert task.evaluate(task.model)["val_loss"] < 0.1 * before
+    assert result["steps"] == 40 and math.isfinite(result["final_loss"])
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+class Crash(Hook):
+    def __init__(self, at_step):
+        self.at_step = at_step
+
+    def on_step(self, trainer, step):
+        if step == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
+    settings = config(eval_every=10, schedule="cosine", restore_best=True)
+    full = LineTask()
+    Trainer(full, settings, run_dir=tmp_path / "full").fit()
+
+    interrupted = LineTask()
+    with pytest.raises(KeyboardInterrupt):
+        # dies at step 27: the last checkpoint is from step 20, the log has steps up to 25
+        Trainer(interrupted, settings, run_dir=tmp_path / "cut", hooks=[Crash(27)]).fit()
+    resumed = LineTask()
+    trainer = Trainer(resumed, settings, run_dir=tmp_path / "cut", resume=True)
+    assert trainer.step == 20
+    trainer.fit()
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    steps = [r["step"] for r in read_metrics_log(tmp_path / "cut")]
+    assert steps == [5, 10, 15, 20, 25, 30, 35, 40]  # no duplicated lines from the dead run
+    assert (
+        read_metrics_log(tmp_path / "cut")[-1]["loss"]
+        == read_metrics_log(tmp_path / "full")[-1]["loss"]
+    )
+
+
+def test_early_stopping_and_restore_best():
+    class Worsening(LineTask):
+        def evaluate(self, model):
+            self.evaluations += 1
+            return {"val_loss": float(self.evaluations)}  # best at the first evaluation
+
+    task = Worsening()
+    seen = {}
+
+    class Remember(Hook):
+        def on_log(self, trainer, record):
+            if record["step"] == 2:
+                seen["state"] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    trainer = Trainer(
+        task,
+        config(steps=100, eval_every=2, patience=3, restore_best=True, log_every=2),
+        hooks=[Remember()],
+    )
+    result = trainer.fit()
+    assert result["stopped_early"] and result["steps"] == 8 and result["best_step"] == 2
+    for key, value in task.model.state_dict().items():
+        torch.testing.assert_close(value, seen["state"][key], rtol=0, atol=0)
+
+
+def test_nfe_regularizer_and_gradient_clipping(tmp_path):
+    plain, regularized = LineTask(), LineTask()
+    Trainer(plain, config()).fit()
+    Trainer(regularized, config(nfe_weight=1.0, grad_clip=0.5), run_dir=tmp_path).fit()
+    # the penalty on the output's size pulls the bias (the mean output) towards zero
+    assert abs(regularized.model.bias.item()) < abs(plain.model.bias.item())
+    assert all("grad_norm" in r for r in read_metrics_log(tmp_path))
+    with pytest.raises(KuttaError, match="no regularizer"):
+        Trainer(LineTask(regularizer=False), config(nfe_weight=1.0)).fit()
+
+
+def test_divergence_is_reported_with_advice():
+    with pytest.raises(TrainingDivergedError, match="smaller train.lr"):
+        Trainer(LineTask(), config(lr=1e3, optimizer="sgd")).fit()
+
+
+def test_batches_of_two_processes_form_the_single_process_batch():
+    single = BatchSchedule(50, 10, seed=4, info=DistInfo())
+    shards = [BatchSchedule(50, 10, seed=4, info=DistInfo(rank=r, world_size=2)) for r in (0, 1)]
+    assert single.steps_per_epoch == shards[0].steps_per_epoch == 5
+    for step in range(12):  # crosses epochs: each epoch is a new permutation
+        union = torch.cat([s.indices(step) for s in shards])
+        assert sorted(union.tolist()) == sorted(single.indices(step).tolist())
+    assert single.indices(0).tolist() != single.indices(5).tolist()
+
+
+def test_batch_size_must_fit_the_data_and_the_processes():
+    with pytest.raises(InvalidArgumentError, match="divisible"):
+        BatchSchedule(50, 9, seed=0, info=DistInfo(rank=0, world_size=2))
+    with pytest.raises(InvalidArgumentError, match="larger than the number"):
+        BatchSchedule(5, 8, seed=0, info=DistInfo())
+
+
+def test_a_torn_log_line_is_skipped(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"step": 1, "loss": 1.0}) + '\n{"step": 2, "lo'
+    )
+    assert read_metrics_log(tmp_path) == [{"step": 1, "loss": 1.0}]
