@@ -1,0 +1,378 @@
+"""One-step SDE methods. Each method is a small class: ``init(t0, y0) -> extra`` and
+``step(t0, t1, y, extra) -> (y1, extra)``, with its supported SDE and noise types as data.
+
+Stochastic Runge–Kutta methods take their coefficients from tableaus (``SRITableau``/``SRATableau``)
+and share one step per family.
+
+Example:
+    >>> method = METHOD_CLASSES["euler"](SDEView(sde), bm, options={})  # doctest: +SKIP
+    >>> y1, extra = method.step(0.0, 0.01, y0, method.init(0.0, y0))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from kutta.errors import InvalidArgumentError
+from kutta.sde.base import SDEView
+from kutta.sde.settings import (
+    LEVY_AREA_APPROXIMATIONS,
+    METHOD_OPTIONS,
+    METHODS,
+    NOISE_TYPES,
+    SDE_TYPES,
+)
+
+_ALL_NOISE = (NOISE_TYPES.diagonal, NOISE_TYPES.additive, NOISE_TYPES.scalar, NOISE_TYPES.general)
+_ANY_LEVY = tuple(LEVY_AREA_APPROXIMATIONS.all())
+_WITH_H = (
+    LEVY_AREA_APPROXIMATIONS.space_time,
+    LEVY_AREA_APPROXIMATIONS.davie,
+    LEVY_AREA_APPROXIMATIONS.foster,
+)
+_WITH_A = (LEVY_AREA_APPROXIMATIONS.davie, LEVY_AREA_APPROXIMATIONS.foster)
+
+
+class Method:
+    """A one-step method for ``dY = f dt + g dW`` (Itô) or ``g ∘ dW`` (Stratonovich)."""
+
+    name: str
+    sde_type: str
+    noise_types: tuple[str, ...] = _ALL_NOISE
+    levy_area_approximations: tuple[str, ...] = _ANY_LEVY
+    strong_order: float
+    weak_order: float
+    options: tuple[str, ...] = ()
+
+    def __init__(self, sde: SDEView, bm, options: dict):
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = list(self.options) or "none"
+            raise InvalidArgumentError(
+                f"method {self.name!r} got unknown options {unknown}; valid: {valid}"
+            )
+        self.sde, self.bm, self.opts = sde, bm, options
+
+    def time(self, t: float, like: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(t, dtype=like.dtype, device=like.device)
+
+    def init(self, t0: float, y0: torch.Tensor) -> tuple:
+        return ()
+
+    def step(self, t0: float, t1: float, y: torch.Tensor, extra: tuple):
+        raise NotImplementedError
+
+
+class Euler(Method):
+    """Euler–Maruyama: strong order 0.5 (1.0 for additive noise), weak order 1."""
+
+    name, sde_type, strong_order, weak_order = METHODS.euler, SDE_TYPES.ito, 0.5, 1.0
+
+    def step(self, t0, t1, y, extra):
+        dw = self.bm(t0, t1)
+        f, g_dw = self.sde.f_and_g_prod(self.time(t0, y), y, dw)
+        return y + (t1 - t0) * f + g_dw, extra
+
+
+class _Milstein(Method):
+    noise_types = (NOISE_TYPES.diagonal, NOISE_TYPES.additive, NOISE_TYPES.scalar)
+    options = (METHOD_OPTIONS.grad_free,)
+    strong_order, weak_order = 1.0, 1.0
+
+    def step(self, t0, t1, y, extra):
+        h = t1 - t0
+        dw = self.bm(t0, t1)
+        t = self.time(t0, y)
+        f, g = self.sde.f_and_g(t, y)
+        out = y + h * f + self.sde.prod(g, dw)
+        if self.sde.noise_type == NOISE_TYPES.additive:
+            return out, extra
+        weight = 0.5 * dw * dw if self.sde_type == SDE_TYPES.stratonovich else 0.5 * (dw * dw - h)
+        if self.opts.get(METHOD_OPTIONS.grad_free, False):
+            # Derivative-free form: (∂g g) √h ≈ g(ŷ) - g(y), ŷ = y + f h + g √h (Kloeden & Platen 11.1).
+            sqrt_h = math.sqrt(h)
+            support = y + h * f + sqrt_h * (g if self.sde.diagonal else g[..., 0])
+            g_support = self.sde.g(t, support)
+            return out + self.sde.prod(g_support - g, weight) / sqrt_h, extra
+        return out + self.sde.g_dg_prod(t, y, g, weight), extra
+
+
+class MilsteinIto(_Milstein):
+    """Itô Milstein: strong order 1.0 for diagonal, scalar and additive noise."""
+
+    name, sde_type = METHODS.milstein, SDE_TYPES.ito
+
+
+class MilsteinStratonovich(_Milstein):
+    """Stratonovich Milstein: strong order 1.0 for diagonal, scalar and additive noise."""
+
+    name, sde_type = METHODS.milstein, SDE_TYPES.stratonovich
+
+
+class EulerHeun(Method):
+    """Euler–Heun (Stratonovich): strong order 0.5 (1.0 for additive noise)."""
+
+    name, sde_type, strong_order, weak_order = METHODS.euler_heun, SDE_TYPES.stratonovich, 0.5, 1.0
+
+    def step(self, t0, t1, y, extra):
+        dw = self.bm(t0, t1)
+        f, g_dw = self.sde.f_and_g_prod(self.time(t0, y), y, dw)
+        g_dw_pred = self.sde.g_prod(self.time(t1, y), y + g_dw, dw)
+        return y + (t1 - t0) * f + 0.5 * (g_dw + g_dw_pred), extra
+
+
+class Heun(Method):
+    """Stochastic Heun (Stratonovich): strong order 0.5 (1.0 for additive noise), weak order 1."""
+
+    name, sde_type, strong_order, weak_order = METHODS.heun, SDE_TYPES.stratonovich, 0.5, 1.0
+
+    def step(self, t0, t1, y, extra):
+        h = t1 - t0
+        dw = self.bm(t0, t1)
+        f, g_dw = self.sde.f_and_g_prod(self.time(t0, y), y, dw)
+        f_pred, g_dw_pred = self.sde.f_and_g_prod(self.time(t1, y), y + h * f + g_dw, dw)
+        return y + (0.5 * h) * (f + f_pred) + 0.5 * (g_dw + g_dw_pred), extra
+
+
+class Midpoint(Method):
+    """Stochastic midpoint (Stratonovich): strong order 0.5 (1.0 for additive noise)."""
+
+    name, sde_type, strong_order, weak_order = METHODS.midpoint, SDE_TYPES.stratonovich, 0.5, 1.0
+
+    def step(self, t0, t1, y, extra):
+        h = t1 - t0
+        dw = self.bm(t0, t1)
+        f, g_dw = self.sde.f_and_g_prod(self.time(t0, y), y, dw)
+        y_mid = y + (0.5 * h) * f + 0.5 * g_dw
+        f_mid, g_dw_mid = self.sde.f_and_g_prod(self.time(t0 + 0.5 * h, y), y_mid, dw)
+        return y + h * f_mid + g_dw_mid, extra
+
+
+class ReversibleHeun(Method):
+    """Reversible Heun (Kidger et al. 2021, Stratonovich): one f and g evaluation per step, and
+    algebraically reversible, so its adjoint recovers the forward states exactly.
+
+    Extra state: (z, f(t, z), g(t, z)).
+    """
+
+    name, sde_type, strong_order, weak_order = (
+        METHODS.reversible_heun,
+        SDE_TYPES.stratonovich,
+        0.5,
+        1.0,
+    )
+
+    def init(self, t0, y0):
+        f, g = self.sde.f_and_g(self.time(t0, y0), y0)
+        return (y0, f, g)
+
+    def step(self, t0, t1, y, extra):
+        z, f, g = extra
+        h = t1 - t0
+        dw = self.bm(t0, t1)
+        z1 = 2 * y - z + h * f + self.sde.prod(g, dw)
+        f1, g1 = self.sde.f_and_g(self.time(t1, y), z1)
+        y1 = y + (0.5 * h) * (f + f1) + 0.5 * self.sde.prod(g + g1, dw)
+        return y1, (z1, f1, g1)
+
+
+class LogODEMidpoint(Method):
+    """Log-ODE midpoint (Stratonovich): the midpoint method on the log-ODE vector field
+    f h + g ΔW + Σ_kl (∂g_l g_k) A_kl, which uses the Lévy area A ('davie' or 'foster')."""
+
+    name, sde_type, strong_order, weak_order = (
+        METHODS.log_ode_midpoint,
+        SDE_TYPES.stratonovich,
+        0.5,
+        1.0,
+    )
+    levy_area_approximations = _WITH_A
+
+    def step(self, t0, t1, y, extra):
+        h = t1 - t0
+        dw, area = self.bm(t0, t1, return_A=True)
+
+        def field(t, state):
+            f, g_dw = self.sde.f_and_g_prod(self.time(t, y), state, dw)
+            if area.dim() < 3:  # a one-channel motion has no area
+                return h * f + g_dw
+            return h * f + g_dw + self.sde.lie_area_term(self.time(t, y), state, area)
+
+        y_mid = y + 0.5 * field(t0, y)
+        return y + field(t0 + 0.5 * h, y_mid), extra
+
+
+@dataclass(frozen=True)
+class SRITableau:
+    """Rößler's SRI scheme (Itô, diagonal and scalar noise): stages H0 (drift) and H1 (diffusion)."""
+
+    c0: tuple[float, ...]
+    c1: tuple[float, ...]
+    a0: tuple[tuple[float, ...], ...]
+    a1: tuple[tuple[float, ...], ...]
+    b0: tuple[tuple[float, ...], ...]
+    b1: tuple[tuple[float, ...], ...]
+    alpha: tuple[float, ...]
+    beta1: tuple[float, ...]
+    beta2: tuple[float, ...]
+    beta3: tuple[float, ...]
+    beta4: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SRATableau:
+    """Rößler's SRA scheme (Itô, additive noise): drift stages H0, diffusion at times t + c1 h."""
+
+    c0: tuple[float, ...]
+    c1: tuple[float, ...]
+    a0: tuple[tuple[float, ...], ...]
+    b0: tuple[tuple[float, ...], ...]
+    alpha: tuple[float, ...]
+    beta1: tuple[float, ...]
+    beta2: tuple[float, ...]
+
+
+# Coefficients of an order-1.5 SRI scheme of Rößler (2010), "Runge–Kutta methods for the strong
+# approximation of solutions of stochastic differential equations", SIAM J. Numer. Anal. 48(3);
+# values as tabulated in torchsde's `srid2` tableau. Strong order 1.5 is checked in tests/sde.
+SRID2 = SRITableau(
+    c0=(0.0, 1.0, 0.5, 0.0),
+    c1=(0.0, 0.25, 1.0, 0.25),
+    a0=((), (1.0,), (0.25, 0.25), (0.0, 0.0, 0.0)),
+    a1=((), (0.25,), (1.0, 0.0), (0.0, 0.0, 0.25)),
+    b0=((), (0.0,), (1.0, 0.5), (0.0, 0.0, 0.0)),
+    b1=((), (-0.5,), (1.0, 0.0), (2.0, -1.0, 0.5)),
+    alpha=(1 / 6, 1 / 6, 2 / 3, 0.0),
+    beta1=(-1.0, 4 / 3, 2 / 3, 0.0),
+    beta2=(1.0, -4 / 3, 1 / 3, 0.0),
+    beta3=(2.0, -4 / 3, -2 / 3, 0.0),
+    beta4=(-2.0, 5 / 3, -2 / 3, 1.0),
+)
+
+# SRA1 of Rößler (2010) for additive noise (values as in torchsde's `sra1` tableau).
+SRA1 = SRATableau(
+    c0=(0.0, 0.75),
+    c1=(1.0, 0.0),
+    a0=((), (0.75,)),
+    b0=((), (1.5,)),
+    alpha=(1 / 3, 2 / 3),
+    beta1=(1.0, 0.0),
+    beta2=(-1.0, 1.0),
+)
+
+
+def _combine(coefficients, vectors):
+    """Σ c_j v_j over the nonzero coefficients; None when all are zero."""
+    total = None
+    for c, v in zip(coefficients, vectors):
+        if c != 0.0:
+            total = c * v if total is None else total + c * v
+    return total
+
+
+class SRK(Method):
+    """Itô stochastic Runge–Kutta (Rößler): SRI for diagonal/scalar noise, SRA for additive noise.
+
+    Strong order 1.5 for scalar and additive noise (and for diagonal noise whose g_i depends on
+    y only through y_i). Needs the space-time Lévy area from the Brownian motion.
+    """
+
+    name, sde_type, strong_order, weak_order = METHODS.srk, SDE_TYPES.ito, 1.5, 2.0
+    noise_types = (NOISE_TYPES.diagonal, NOISE_TYPES.additive, NOISE_TYPES.scalar)
+    levy_area_approximations = _WITH_H
+
+    def step(self, t0, t1, y, extra):
+        if self.sde.noise_type == NOISE_TYPES.additive:
+            return self._step_sra(SRA1, t0, t1, y), extra
+        return self._step_sri(SRID2, t0, t1, y), extra
+
+    def _step_sri(self, tab: SRITableau, t0, t1, y):
+        h = t1 - t0
+        sqrt_h = math.sqrt(h)
+        dw, u = self.bm(t0, t1, return_U=True)
+        i_10_over_h = u / h
+        noise_weights = []
+        for i in range(len(tab.alpha)):
+            # I_(k), I_(k,k)/√h, I_(k,0)/h, I_(k,k,k)/h combined with this stage's β coefficients.
+            w = tab.beta1[i] * dw
+            w = w + tab.beta2[i] * (dw * dw - h) / (2 * sqrt_h)
+            w = w + tab.beta3[i] * i_10_over_h
+            w = w + tab.beta4[i] * (dw * dw * dw - 3 * h * dw) / (6 * h)
+            noise_weights.append(w)
+        fs, gs = [], []
+        out = y
+        for i in range(len(tab.alpha)):
+            drift_part = _combine(tab.a0[i], fs)
+            h0 = y if drift_part is None else y + h * drift_part
+            diff0 = _combine(tab.b0[i], gs)
+            if diff0 is not None:
+                h0 = h0 + self.sde.prod(diff0, i_10_over_h)
+            drift_part1 = _combine(tab.a1[i], fs)
+            h1 = y if drift_part1 is None else y + h * drift_part1
+            diff1 = _combine(tab.b1[i], gs)
+            if diff1 is not None:
+                h1 = h1 + sqrt_h * (diff1 if self.sde.diagonal else diff1[..., 0])
+            f_i = self.sde.f(self.time(t0 + tab.c0[i] * h, y), h0)
+            g_i = self.sde.g(self.time(t0 + tab.c1[i] * h, y), h1)
+            fs.append(f_i)
+            gs.append(g_i)
+            if tab.alpha[i] != 0.0:
+                out = out + (tab.alpha[i] * h) * f_i
+            out = out + self.sde.prod(g_i, noise_weights[i])
+        return out
+
+    def _step_sra(self, tab: SRATableau, t0, t1, y):
+        h = t1 - t0
+        dw, u = self.bm(t0, t1, return_U=True)
+        i_10_over_h = u / h
+        gs = [self.sde.g(self.time(t0 + c * h, y), y) for c in tab.c1]
+        fs = []
+        out = y
+        for i in range(len(tab.alpha)):
+            h0 = y
+            drift_part = _combine(tab.a0[i], fs)
+            if drift_part is not None:
+                h0 = h0 + h * drift_part
+            diff0 = _combine(tab.b0[i], gs)
+            if diff0 is not None:
+                h0 = h0 + self.sde.prod(diff0, i_10_over_h)
+            f_i = self.sde.f(self.time(t0 + tab.c0[i] * h, y), h0)
+            fs.append(f_i)
+            out = out + (tab.alpha[i] * h) * f_i
+            weight = tab.beta1[i] * dw + tab.beta2[i] * i_10_over_h
+            if tab.beta1[i] != 0.0 or tab.beta2[i] != 0.0:
+                out = out + self.sde.prod(gs[i], weight)
+        return out
+
+
+_ITO = {cls.name: cls for cls in (Euler, MilsteinIto, SRK)}
+_STRATONOVICH = {
+    cls.name: cls
+    for cls in (EulerHeun, Heun, Midpoint, MilsteinStratonovich, ReversibleHeun, LogODEMidpoint)
+}
+METHOD_CLASSES = {SDE_TYPES.ito: _ITO, SDE_TYPES.stratonovich: _STRATONOVICH}
+
+
+def methods_supporting(sde_type: str, noise_type: str) -> list[str]:
+    """Names of the methods that solve SDEs of this type and noise type."""
+    return sorted(
+        name for name, cls in METHOD_CLASSES[sde_type].items() if noise_type in cls.noise_types
+    )
+
+
+def select_method(name: str, sde_type: str, noise_type: str) -> type[Method]:
+    """The method class for a name, with a clear error when it does not fit the SDE."""
+    if name not in METHODS:
+        from kutta.errors import UnknownNameError
+
+        raise UnknownNameError("method", name, METHODS.all())
+    cls = METHOD_CLASSES[sde_type].get(name)
+    if cls is None or noise_type not in cls.noise_types:
+        raise InvalidArgumentError(
+            f"method {name!r} does not support {sde_type} SDEs with {noise_type} noise; "
+            f"methods that do: {methods_supporting(sde_type, noise_type)}"
+        )
+    return cls
