@@ -4,6 +4,7 @@ from kutta.models._solver import SolverOptions
 from kutta.models.cde import CDEVectorField, NeuralCDE, control_path
 from kutta.models.cnf import CNF, CNFOutput
 from kutta.models.latent_ode import ELBO, LatentODE, Posterior
+from kutta.models.latent_sde import LatentSDE, LatentSDEELBO
 from kutta.models.layers import AutonomousMLP, ConcatLinear, ConcatSquashLinear, TimeMLP
 from kutta.models.neural_ode import NeuralODE, ODEBlock, ODENetClassifier, ResidualStack
 from kutta.models.ode_rnn import ODERNN, ODERNNOutput
@@ -18,6 +19,8 @@ __all__ = [
     "ConcatSquashLinear",
     "ELBO",
     "LatentODE",
+    "LatentSDE",
+    "LatentSDEELBO",
     "NeuralCDE",
     "NeuralODE",
     "ODEBlock",
