@@ -472,6 +472,7 @@ def plot_work_precision(rows: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     problems = sorted({r["problem"] for r in rows})
     fig, axes = plt.subplots(2, len(problems), figsize=(5 * len(problems), 8), squeeze=False)
@@ -504,6 +505,7 @@ def plot_work_precision(rows: list[dict], path: str) -> None:
         axes[0, col].set_xlabel("NFE")
         axes[1, col].set_xlabel("CPU time [ms]")
         for row in range(2):
+            axes[row, col].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             axes[row, col].set_ylabel("max |y(T) - reference|")
             axes[row, col].grid(True, which="both", alpha=0.3)
     axes[0, 0].legend(fontsize=8)
