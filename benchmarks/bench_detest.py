@@ -510,7 +510,7 @@ def plot_work_precision(rows: list[dict], path: str) -> None:
             axes[row, col].grid(True, which="both", alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
     print(f"work-precision plot: {path}")
 
