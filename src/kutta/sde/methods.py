@@ -92,11 +92,17 @@ class _Milstein(Method):
             return out, extra
         weight = 0.5 * dw * dw if self.sde_type == SDE_TYPES.stratonovich else 0.5 * (dw * dw - h)
         if self.opts.get(METHOD_OPTIONS.grad_free, False):
-            # Derivative-free form: (∂g g) √h ≈ g(ŷ) - g(y), ŷ = y + f h + g √h (Kloeden & Platen 11.1).
             sqrt_h = math.sqrt(h)
-            support = y + h * f + sqrt_h * (g if self.sde.diagonal else g[..., 0])
-            g_support = self.sde.g(t, support)
-            return out + self.sde.prod(g_support - g, weight) / sqrt_h, extra
+            shift = sqrt_h * (g if self.sde.diagonal else g[..., 0])
+            if self.sde_type == SDE_TYPES.ito:
+                # (∂g g) √h ≈ g(ŷ) - g(y) with ŷ = y + f h + g √h (Kloeden & Platen 11.1.3); the
+                # O(√h) error meets a zero-mean weight, so strong order 1 is kept.
+                difference = self.sde.g(t, y + h * f + shift) - g
+            else:
+                # The Stratonovich weight ΔW²/2 has mean h/2, so a one-sided difference would lose
+                # order; a centred difference is accurate to O(h).
+                difference = self.sde.g(t, y + 0.5 * shift) - self.sde.g(t, y - 0.5 * shift)
+            return out + self.sde.prod(difference, weight) / sqrt_h, extra
         return out + self.sde.g_dg_prod(t, y, g, weight), extra
 
 

@@ -139,6 +139,8 @@ def prepare(sde, y0, ts, bm, method, dt, adaptive, names, logqp, bm_dt_hint=True
     if logqp:
         view = SDEView(LogqpSDE(view))
         y0 = torch.cat([y0, y0.new_zeros(y0.shape[0], 1)], dim=1)
+        if view.noise_type == NOISE_TYPES.diagonal:
+            noise_size += 1  # diagonal noise has one channel per state, the log-ratio's included
     name = method if method is not None else _default_method(view.sde_type, view.noise_type)
     method_cls = select_method(name, view.sde_type, view.noise_type)
     if bm is None:
