@@ -65,7 +65,7 @@ def _path(noise_type, levy):
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _references(sde_type, noise_type):
     """Reference solution (dt = 2^-11) and the reference method's own result at dt = 2^-7."""
     method = "euler" if sde_type == "ito" else "midpoint"
@@ -186,9 +186,9 @@ def test_adaptive_stepping_meets_tolerance_and_rejects_steps():
     )
     with torch.no_grad():
         reference = ksde.sdeint(Stiffish(), y0, [0.0, 2.0], bm=bm, method="srk", dt=2.0**-11)
+        from kutta.sde.base import SDEView
         from kutta.sde.loop import LoopStats, integrate
         from kutta.sde.methods import SRK
-        from kutta.sde.base import SDEView
 
         stats = LoopStats()
         ys, _ = integrate(
