@@ -179,12 +179,15 @@ def _augmented_norm(setup: AdjointSetup, shape, n: int, lead: int, sizes: list[i
     return norm
 
 
-def backward_failure(err: SolverError, user_time: float) -> SolverError:
-    """The same failure, said to be in the backward (adjoint) solve."""
+def backward_failure(err: SolverError, user_start: float, user_end: float) -> SolverError:
+    """The same failure, said to be in the backward (adjoint) solve, in the user's times."""
+    partial = err.partial
+    why = partial.status.message if isinstance(partial, LoopResult) else str(err)
     return SolverError(
-        f"the backward (adjoint) solve failed near t = {user_time:.6g}: {err}. Tighten the "
-        "forward tolerances, give adjoint_rtol/adjoint_atol, or use checkpoints.",
-        t=user_time,
+        f"the backward (adjoint) solve from t = {user_start:.6g} to t = {user_end:.6g} failed: "
+        f"{why}. Tighten the forward tolerances, loosen adjoint_rtol/adjoint_atol, raise the "
+        "step budget, or restart the backward solve from checkpoints.",
+        t=user_start,
     )
 
 
@@ -257,7 +260,7 @@ def run_native_adjoint(
                     aug_f, z, span, call.method, controller, back_cfg, call.counter
                 )
             except SolverError as err:
-                raise backward_failure(err, -tau_start) from None
+                raise backward_failure(err, -tau_start, -tau_end) from None
             return res.ys[-1]
 
         return run
