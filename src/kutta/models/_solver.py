@@ -11,6 +11,7 @@ position (``t_to == t_from``) does not move the state at all.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,15 +97,41 @@ def make_solver_options(
     )
 
 
+@functools.cache
+def _lands_on_step_t(method: str | None) -> bool:
+    """Whether ``method`` takes the ``step_t`` option (adaptive methods do; None is dopri5)."""
+    from kutta.solvers.registry import make_method, valid_options
+
+    name = "dopri5" if method is None else method
+    try:
+        return "step_t" in valid_options(name, make_method(name, {}))
+    except UnknownNameError:
+        return False
+
+
 def integrate(
-    func: nn.Module, y0: torch.Tensor, t: torch.Tensor, solver: SolverOptions
+    func: nn.Module,
+    y0: torch.Tensor,
+    t: torch.Tensor,
+    solver: SolverOptions,
+    step_t: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``odeint(func, y0, t)`` with the model's solver settings; returns ``(len(t), *y0.shape)``."""
+    """``odeint(func, y0, t)`` with the model's solver settings; returns ``(len(t), *y0.shape)``.
+
+    ``step_t``: times an adaptive method must step on exactly (where the field is not smooth);
+    ignored by fixed-step methods, which step on the output times anyway.
+    """
+    options = dict(solver.options or {})
+    if step_t is not None and _lands_on_step_t(solver.method):
+        given = options.get("step_t")
+        if given is not None:
+            step_t = torch.cat([torch.as_tensor(given).to(step_t), step_t]).unique()
+        options["step_t"] = step_t
     kwargs = dict(
         rtol=solver.rtol,
         atol=solver.atol,
-        method=solver.method,
-        options=None if solver.options is None else dict(solver.options),
+        method=solver.method or "dopri5",
+        options=options or None,
     )
     if solver.gradient == "adjoint":
         # Imported here: the adjoint is an optional, later part of the engine.
@@ -177,8 +204,12 @@ def evolve_through(
     t0: torch.Tensor,
     times: torch.Tensor,
     solver: SolverOptions,
+    land: bool = False,
 ) -> torch.Tensor:
     """States at each of ``times`` (B, Q) starting from ``z0`` (B, N) at ``t0`` (B,): (B, Q, N).
+
+    ``land``: make adaptive methods step on every one of ``times`` (for a field that is not
+    smooth there) rather than interpolate to them.
 
     Shared mode: when every series shares ``t0`` and strictly increasing ``times`` (a common
     grid), this is one solve over the grid; otherwise the series are advanced together one span
@@ -193,7 +224,9 @@ def evolve_through(
     elif _is_shared_grid(t0, times):
         grid = torch.cat([t0[:1], times[0]])
         if bool((grid[1:] > grid[:-1]).all()):
-            return integrate(_SharedTimeField(func), z0, grid, solver)[1:].transpose(0, 1)
+            landing = grid if land else None
+            solution = integrate(_SharedTimeField(func), z0, grid, solver, step_t=landing)
+            return solution[1:].transpose(0, 1)
     states = []
     z, t_prev = z0, t0
     for q in range(times.shape[1]):

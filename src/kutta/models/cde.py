@@ -188,7 +188,8 @@ class NeuralCDE(nn.Module):
     def states(self, path: ControlPath) -> torch.Tensor:
         """``z`` at every knot of the path (each observation): (B, T, H).
 
-        A smooth (cubic) path is solved in one go, stopping at the knots. A piecewise-linear
+        A smooth (cubic) path is solved in one go, stepping on the knots (where its second
+        derivative jumps: stepping over them costs accuracy). A piecewise-linear
         path is solved one knot interval at a time so that no step straddles a kink. Either
         way a fixed-step method in shared mode takes one step per interval, and padding knots
         (which repeat a series' last time) give empty intervals: the state stays put.
@@ -199,9 +200,8 @@ class NeuralCDE(nn.Module):
         z = self.initial(path.evaluate(start))
         if isinstance(path, (HermiteCubic, NaturalCubicSpline)):
             field = _CDEField(self.vector_field, path, start)
-            return torch.cat(
-                [z.unsqueeze(1), evolve_through(field, z, start, knots[:, 1:], self.solver)], dim=1
-            )
+            later = evolve_through(field, z, start, knots[:, 1:], self.solver, land=True)
+            return torch.cat([z.unsqueeze(1), later], dim=1)
         states = [z]
         for k in range(knots.shape[1] - 1):
             t_from, t_to = knots[:, k], knots[:, k + 1]
