@@ -70,6 +70,10 @@ class LatentODE(nn.Module):
             of width ``4 L``, autonomous).
         obs_std: the observation noise std; None learns one per channel.
         poisson: also model the observation times as a Poisson process per channel.
+        value_normalizer, time_normalizer: optional fitted ``kutta.data.ValueNormalizer`` and
+            ``TimeNormalizer``, kept in the state dict. Batches and query times are then given
+            in user units, :meth:`predict` and :meth:`sample` answer in user units, and the
+            model itself (latent ODE, ``obs_std``, the ELBO) works in normalised units.
         method, rtol, atol, options, gradient, batch_mode: solver settings (encoder and
             latent ODE; see :class:`~kutta.models.SolverOptions`).
 
@@ -92,6 +96,8 @@ class LatentODE(nn.Module):
         dynamics: nn.Module | None = None,
         obs_std: float | None = 0.01,
         poisson: bool = False,
+        value_normalizer: nn.Module | None = None,
+        time_normalizer: nn.Module | None = None,
         *,
         method: str | None = "dopri5",
         rtol: float = 1e-3,
@@ -107,6 +113,8 @@ class LatentODE(nn.Module):
             raise InvalidArgumentError(f"obs_std must be positive or None, got {obs_std}")
         self.input_channels = input_channels
         self.latent_dim = latent_dim
+        self.value_normalizer = value_normalizer
+        self.time_normalizer = time_normalizer
         self.encoder_cell = nn.GRUCell(2 * input_channels, encoder_hidden)
         self.encoder_func = AutonomousMLP(encoder_hidden, (encoder_hidden,))
         self.to_posterior = nn.Linear(encoder_hidden, 2 * latent_dim)
@@ -142,15 +150,28 @@ class LatentODE(nn.Module):
         return self.log_obs_std.exp()
 
     def _series(self, batch: Any, name: str) -> Series:
+        """The batch validated and in model units."""
         series = as_series(batch, name)
         if series.values.shape[-1] != self.input_channels:
             raise InvalidArgumentError(
                 f"{name}: expected {self.input_channels} channels, got {series.values.shape[-1]}"
             )
-        return series
+        values, times = series.values, series.times
+        if self.value_normalizer is not None:
+            values = torch.where(series.mask.bool(), self.value_normalizer.normalize(values), 0.0)
+        if self.time_normalizer is not None:
+            times = self.time_normalizer.normalize(times)
+        return Series(times, values, series.mask, series.lengths)
+
+    def _model_times(self, times: torch.Tensor) -> torch.Tensor:
+        return times if self.time_normalizer is None else self.time_normalizer.normalize(times)
+
+    def _user_values(self, values: torch.Tensor) -> torch.Tensor:
+        return values if self.value_normalizer is None else self.value_normalizer.inverse(values)
 
     def encode(self, batch: Any) -> Posterior:
-        """``q(z0 | x)`` from the observed batch, at each series' first observation time."""
+        """``q(z0 | x)`` from the observed batch, at each series' first observation time
+        (``t0`` in model units)."""
         series = self._series(batch, "batch")
         backwards = reverse_series(series)
         h0 = series.values.new_zeros(series.values.shape[0], self.encoder_cell.hidden_size)
@@ -169,7 +190,9 @@ class LatentODE(nn.Module):
         return evolve_through(field, start, t0, times, self.solver)
 
     def decode(self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        """Decoded means at ``times`` (B, Q) for latent starts ``z0`` (S, B, L): (S, B, Q, C)."""
+        """Decoded means at ``times`` (B, Q) for latent starts ``z0`` (S, B, L): (S, B, Q, C).
+
+        Times and values in model (normalised) units."""
         samples, batch = z0.shape[:2]
         flat_times = times.to(z0).expand(batch, -1).repeat(samples, 1)
         paths = self._latent_paths(z0.reshape(samples * batch, -1), t0.repeat(samples), flat_times)
@@ -243,9 +266,13 @@ class LatentODE(nn.Module):
             dtype=posterior.mean.dtype,
             device=posterior.mean.device,
         )
-        means = self.decode(posterior.mean + posterior.std * eps, posterior.t0, times)
+        z0 = posterior.mean + posterior.std * eps
+        means = self.decode(z0, posterior.t0, self._model_times(times))
         spread = means.var(dim=0, unbiased=False) if n_samples > 1 else torch.zeros_like(means[0])
-        return means.mean(0), (spread + self.obs_std**2).sqrt()
+        std = (spread + self.obs_std**2).sqrt()
+        if self.value_normalizer is not None:
+            std = self.value_normalizer.inverse_scale(std)
+        return self._user_values(means.mean(0)), std
 
     def sample(self, n: int, times: torch.Tensor, condition_on: Any | None = None) -> torch.Tensor:
         """Decoded mean paths at ``times``: from the prior, (n, Q, C), with ``z0`` at ``times[0]``;
@@ -259,10 +286,11 @@ class LatentODE(nn.Module):
                 else self.decoder.weight
             )
             z0 = torch.randn(n, 1, self.latent_dim, dtype=ref.dtype, device=ref.device)
-            t = times.to(ref)
-            return self.decode(z0, t[:1], t.unsqueeze(0))[:, 0]
+            t = self._model_times(times.to(ref))
+            return self._user_values(self.decode(z0, t[:1], t.unsqueeze(0))[:, 0])
         posterior = self.encode(condition_on)
         eps = torch.randn(
             n, *posterior.mean.shape, dtype=posterior.mean.dtype, device=posterior.mean.device
         )
-        return self.decode(posterior.mean + posterior.std * eps, posterior.t0, times)
+        z0 = posterior.mean + posterior.std * eps
+        return self._user_values(self.decode(z0, posterior.t0, self._model_times(times)))
