@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import UnknownNameError
+from .adams import Adams
 from .base import Method
 from .explicit import ExplicitRK
 from .implicit import IMPLICIT_METHODS, ImplicitRK, Rosenbrock
@@ -61,6 +62,13 @@ for _name, _tab in EXPLICIT_TABLEAUS.items():
         register_method(
             _name, lambda _t=_tab, **kw: ExplicitRK(_t, **kw), frozenset({"interp", "perturb"})
         )
+
+
+# torchdiffeq's fixed-step multistep methods; "fixed_adams" is its alias of "implicit_adams".
+_ADAMS_OPTIONS = frozenset({"max_order", "max_iters", "interp", "perturb"})
+register_method("explicit_adams", lambda **kw: Adams(implicit=False, **kw), _ADAMS_OPTIONS)
+for _name in ("implicit_adams", "fixed_adams"):
+    register_method(_name, lambda **kw: Adams(implicit=True, **kw), _ADAMS_OPTIONS)
 
 
 def _public_fields(cls: type) -> frozenset[str]:
