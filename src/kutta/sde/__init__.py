@@ -14,6 +14,7 @@ Example:
     >>> ys = torchsde.sdeint(GBM(), torch.ones(8, 1), [0.0, 1.0], method="euler", dt=0.01)
 """
 
+from kutta.sde.adjoint import sdeint_adjoint
 from kutta.sde.base import BaseSDE, SDEIto, SDEStratonovich
 from kutta.sde.brownian import (
     BaseBrownian,
@@ -48,4 +49,5 @@ __all__ = [
     "SDE_TYPES",
     "brownian_interval_like",
     "sdeint",
+    "sdeint_adjoint",
 ]
