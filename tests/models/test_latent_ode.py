@@ -216,3 +216,15 @@ def test_normalizers_give_predictions_in_user_units(round_trip):
     fresh = round_trip(model, make).double()
     torch.manual_seed(1)
     torch.testing.assert_close(fresh.predict(batch, query, n_samples=4)[0], mean)
+
+
+def test_a_common_z0_time_carries_the_encoding_back_to_it():
+    model, batch = make_model(z0_time=-0.5), ragged_batch()
+    posterior = model.encode(batch)
+    assert torch.equal(posterior.t0, torch.full((3,), -0.5, dtype=torch.float64))
+    for b in range(3):
+        alone = model.encode(single(batch, b))
+        torch.testing.assert_close(posterior.mean[b], alone.mean[0], rtol=1e-12, atol=1e-12)
+    # The encoder state is evolved from each first observation back to -0.5, so z0 differs
+    # from the one placed at the first observation.
+    assert not torch.allclose(posterior.mean, make_model().encode(batch).mean)

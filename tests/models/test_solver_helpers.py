@@ -123,3 +123,15 @@ def test_per_sample_bad_settings_are_named():
             torch.tensor([1.0, -1.0], dtype=torch.float64),
             PER_SAMPLE,
         )
+
+
+def test_a_shared_grid_may_start_at_t0():
+    a = torch.tensor([[-0.5, 2.0], [-2.0, -0.5]], dtype=torch.float64)
+    z0 = torch.randn(2, 2, dtype=torch.float64)
+    grid = torch.tensor([0.0, 0.4, 1.0], dtype=torch.float64)
+    states = evolve_through(
+        Linear(a), z0, torch.zeros(2, dtype=torch.float64), grid.expand(2, -1), TIGHT
+    )
+    assert torch.equal(states[:, 0], z0)
+    exact = torch.stack([z0 @ torch.linalg.matrix_exp(a * t).T for t in grid], dim=1)
+    torch.testing.assert_close(states, exact, rtol=1e-8, atol=1e-9)

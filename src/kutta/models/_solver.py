@@ -222,11 +222,13 @@ def evolve_through(
         if grouped is not None:
             return grouped[:, 1:]
     elif _is_shared_grid(t0, times):
-        grid = torch.cat([t0[:1], times[0]])
-        if bool((grid[1:] > grid[:-1]).all()):
+        # The first query may be t0 itself (then the solve's first output is z0).
+        starts_at_t0 = bool(times[0, 0] == t0[0])
+        grid = times[0] if starts_at_t0 else torch.cat([t0[:1], times[0]])
+        if grid.numel() > 1 and bool((grid[1:] > grid[:-1]).all()):
             landing = grid if land else None
             solution = integrate(_SharedTimeField(func), z0, grid, solver, step_t=landing)
-            return solution[1:].transpose(0, 1)
+            return (solution if starts_at_t0 else solution[1:]).transpose(0, 1)
     states = []
     z, t_prev = z0, t0
     for q in range(times.shape[1]):

@@ -17,7 +17,7 @@ from torch import nn
 
 from kutta.errors import InvalidArgumentError
 from kutta.models._series import Series, as_series, reverse_series
-from kutta.models._solver import evolve_through, make_solver_options
+from kutta.models._solver import evolve, evolve_through, make_solver_options
 from kutta.models.layers import AutonomousMLP
 from kutta.models.ode_rnn import _check_no_step_size, run_ode_rnn
 
@@ -74,6 +74,9 @@ class LatentODE(nn.Module):
             ``TimeNormalizer``, kept in the state dict. Batches and query times are then given
             in user units, :meth:`predict` and :meth:`sample` answer in user units, and the
             model itself (latent ODE, ``obs_std``, the ELBO) works in normalised units.
+        z0_time: the time (user units) where ``z0`` lives, common to all series; None puts it
+            at each series' first observation. A common time lets a batch that shares its
+            target times be decoded in one solve (much faster).
         method, rtol, atol, options, gradient, batch_mode: solver settings (encoder and
             latent ODE; see :class:`~kutta.models.SolverOptions`).
 
@@ -98,6 +101,7 @@ class LatentODE(nn.Module):
         poisson: bool = False,
         value_normalizer: nn.Module | None = None,
         time_normalizer: nn.Module | None = None,
+        z0_time: float | None = None,
         *,
         method: str | None = "dopri5",
         rtol: float = 1e-3,
@@ -115,6 +119,7 @@ class LatentODE(nn.Module):
         self.latent_dim = latent_dim
         self.value_normalizer = value_normalizer
         self.time_normalizer = time_normalizer
+        self.z0_time = None if z0_time is None else float(z0_time)
         self.encoder_cell = nn.GRUCell(2 * input_channels, encoder_hidden)
         self.encoder_func = AutonomousMLP(encoder_hidden, (encoder_hidden,))
         self.to_posterior = nn.Linear(encoder_hidden, 2 * latent_dim)
@@ -170,14 +175,21 @@ class LatentODE(nn.Module):
         return values if self.value_normalizer is None else self.value_normalizer.inverse(values)
 
     def encode(self, batch: Any) -> Posterior:
-        """``q(z0 | x)`` from the observed batch, at each series' first observation time
-        (``t0`` in model units)."""
+        """``q(z0 | x)`` from the observed batch, at each series' first observation time or at
+        ``z0_time`` (``t0`` in model units)."""
         series = self._series(batch, "batch")
         backwards = reverse_series(series)
         h0 = series.values.new_zeros(series.values.shape[0], self.encoder_cell.hidden_size)
         summary = run_ode_rnn(self.encoder_cell, self.encoder_func, backwards, h0, self.solver).last
+        t0 = series.first_time
+        if self.z0_time is not None:
+            # Carry the summary on to the common start time (Rubanova et al. run the encoder
+            # over the whole grid down to its first time).
+            common = self._model_times(torch.full_like(t0, self.z0_time))
+            summary = evolve(self.encoder_func, summary, t0, common, self.solver)
+            t0 = common
         mean, raw_std = self.to_posterior(summary).chunk(2, dim=-1)
-        return Posterior(mean, nn.functional.softplus(raw_std) + 1e-4, series.first_time)
+        return Posterior(mean, nn.functional.softplus(raw_std) + 1e-4, t0)
 
     def _latent_paths(
         self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor
