@@ -1,0 +1,347 @@
+"""Rubanova et al.'s periodic toy: Latent ODE vs ODE-RNN vs a GRU given time gaps.
+
+Data (Rubanova et al. 2019): one time grid shared by all series, ``t = {0}`` plus 99 sorted
+draws from U(0, 5); each series is ``y = sin(2 pi f t) + 1 + e0`` with ``f ~ U(0.4, 0.8)`` and
+``e0 ~ N(0, 0.1^2)`` per series, plus observation noise ``0.01 U[0, 1)`` (not on the first
+point). 1000 series, 80 % train (of which ``data.val_fraction`` validates) and 20 % test.
+
+Tasks: *interpolation* observes a random 50 of each series' 100 points (different points per
+series) and predicts all 100; *extrapolation* observes the first 50 and predicts the last 50.
+Each observed batch is the full grid with a mask, so every model walks the same grid:
+
+* ``latent``: :class:`kutta.models.LatentODE` (ODE-RNN encoder run backwards, ELBO loss);
+  predictions decode the posterior mean.
+* ``odernn``: :class:`kutta.models.ODERNN`; the prediction at each time reads out the hidden
+  state after the update (an unobserved time gets no update: the ODE carries the state there).
+* ``gru``: a GRU cell stepping through the grid with inputs (value * mask, mask, time gap)
+  and the same readout: the classic "RNN with Δt" baseline.
+
+All models train side by side on the same batches (no shared parameters). The test MSE is over
+every target point; for interpolation also over the unobserved points alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kutta.data import IrregularBatch
+from kutta.errors import InvalidArgumentError, UnknownNameError
+from kutta.experiments.base import Experiment
+from kutta.experiments.registry import register
+from kutta.models import ODERNN, LatentODE
+from kutta.train.config import SolverConfig, TrainConfig
+from kutta.train.trainer import StepOutput
+
+MODES = ("interpolation", "extrapolation")
+MODE_CHOICES = (*MODES, "both")
+KINDS = ("latent", "odernn", "gru")
+
+
+@dataclasses.dataclass
+class PeriodicData:
+    num_series: int = 1000
+    num_points: int = 100
+    t_end: float = 5.0
+    noise_weight: float = 0.01
+    test_fraction: float = 0.2
+    #: part of the training series held out to validate
+    val_fraction: float = 0.1
+    #: points observed per series in interpolation mode
+    observed: int = 50
+    #: "interpolation", "extrapolation" or "both"
+    mode: str = "both"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODE_CHOICES:
+            raise UnknownNameError("mode", self.mode, MODE_CHOICES)
+        if self.num_points < 4 or not 1 <= self.observed <= self.num_points:
+            raise InvalidArgumentError("data.num_points must be >= 4, 1 <= observed <= num_points")
+        if not (0 < self.test_fraction < 1 and 0 <= self.val_fraction < 1):
+            raise InvalidArgumentError("data.test_fraction in (0, 1), val_fraction in [0, 1)")
+        if self.t_end <= 0 or self.noise_weight < 0:
+            raise InvalidArgumentError("data.t_end must be > 0 and data.noise_weight >= 0")
+
+
+@dataclasses.dataclass
+class PeriodicModel:
+    latent_dim: int = 6
+    encoder_hidden: int = 20
+    decoder_hidden: int = 20
+    #: observation std of the Latent ODE's Gaussian likelihood (Rubanova et al. use 0.01)
+    obs_std: float = 0.01
+    #: hidden size of the ODE-RNN and of the GRU baseline
+    rnn_hidden: int = 20
+
+
+def _default_solver() -> SolverConfig:
+    # rk4 without a step size: one step per interval of the (dense, shared) time grid.
+    return SolverConfig(method="rk4")
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(
+        steps=300,
+        batch_size=50,
+        lr=1e-2,
+        schedule="cosine",
+        eval_every=50,
+        log_every=5,
+        checkpoint_every=50,
+    )
+
+
+@dataclasses.dataclass
+class PeriodicConfig:
+    data: PeriodicData = dataclasses.field(default_factory=PeriodicData)
+    model: PeriodicModel = dataclasses.field(default_factory=PeriodicModel)
+    solver: SolverConfig = dataclasses.field(default_factory=_default_solver)
+    train: TrainConfig = dataclasses.field(default_factory=_default_train)
+
+
+def periodic_data(config: PeriodicData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shared grid (T,) and the series (N, T, 1), float64, as Rubanova et al. describe.
+
+    Example:
+        >>> t, y = periodic_data(PeriodicData(num_series=3), seed=0)
+        >>> t.shape, y.shape, t[0].item()
+        (torch.Size([100]), torch.Size([3, 100, 1]), 0.0)
+    """
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.rand(config.num_points - 1, generator=generator, dtype=torch.float64)
+    t = torch.cat([torch.zeros(1, dtype=torch.float64), (draws * config.t_end).sort().values])
+    n = config.num_series
+    frequency = 0.4 + 0.4 * torch.rand(n, 1, generator=generator, dtype=torch.float64)
+    offset = 0.1 * torch.randn(n, 1, generator=generator, dtype=torch.float64)
+    y = torch.sin(2 * math.pi * frequency * t) + 1 + offset
+    noise = config.noise_weight * torch.rand(n, len(t), generator=generator, dtype=torch.float64)
+    noise[:, 0] = 0
+    return t, (y + noise).unsqueeze(-1)
+
+
+def observation_masks(
+    mode: str, num_series: int, num_points: int, observed: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(observed (N, T), target (N, T)) bool masks for ``mode``.
+
+    Interpolation: a random ``observed`` points per series, target all; extrapolation: the
+    first half observed, the second half the target.
+    """
+    if mode == "interpolation":
+        scores = torch.rand(num_series, num_points, generator=generator)
+        chosen = scores.argsort(dim=1)[:, :observed]
+        seen = torch.zeros(num_series, num_points, dtype=torch.bool).scatter(1, chosen, True)
+        return seen, torch.ones_like(seen)
+    half = torch.arange(num_points) < num_points // 2
+    seen = half.expand(num_series, -1)
+    return seen.clone(), (~seen).clone()
+
+
+class GRUWithTimeGaps(nn.Module):
+    """A GRU stepping through the grid with inputs (value * mask, mask, time since last step).
+
+    Example:
+        >>> batch = IrregularBatch.from_nan_values(torch.linspace(0, 1, 5), torch.randn(2, 5, 1))
+        >>> GRUWithTimeGaps(1, hidden_dim=8)(batch).shape
+        torch.Size([2, 5, 1])
+    """
+
+    def __init__(self, channels: int, hidden_dim: int):
+        super().__init__()
+        self.cell = nn.GRUCell(2 * channels + 1, hidden_dim)
+        self.readout = nn.Linear(hidden_dim, channels)
+
+    def forward(self, batch: IrregularBatch) -> torch.Tensor:
+        mask = batch.mask.to(batch.values)
+        gaps = torch.diff(batch.times, dim=1, prepend=batch.times[:, :1])
+        h = batch.values.new_zeros(batch.values.shape[0], self.cell.hidden_size)
+        states = []
+        for j in range(batch.times.shape[1]):
+            inputs = torch.cat([batch.values[:, j] * mask[:, j], mask[:, j], gaps[:, j, None]], -1)
+            h = self.cell(inputs, h)
+            states.append(h)
+        return self.readout(torch.stack(states, dim=1))
+
+
+class PeriodicTask:
+    """The series, their observation masks per mode, and three models per mode."""
+
+    def __init__(self, config: PeriodicConfig, device: torch.device, dtype: torch.dtype):
+        data, m = config.data, config.model
+        t, y = periodic_data(data, config.train.seed)
+        order = torch.randperm(data.num_series, generator=torch.Generator().manual_seed(1))
+        num_test = int(round(data.test_fraction * data.num_series))
+        num_val = int(round(data.val_fraction * (data.num_series - num_test)))
+        self.rows = {
+            "test": order[:num_test],
+            "val": order[num_test : num_test + num_val],
+            "train": order[num_test + num_val :],
+        }
+        self.modes = MODES if data.mode == "both" else (data.mode,)
+        generator = torch.Generator().manual_seed(config.train.seed + 1)
+        self.masks = {
+            mode: observation_masks(
+                mode, data.num_series, data.num_points, data.observed, generator
+            )
+            for mode in self.modes
+        }
+        self.t = t.to(device=device, dtype=dtype)
+        self.y = y.to(device=device, dtype=dtype)
+        self.masks = {
+            mode: (seen.to(device), target.to(device))
+            for mode, (seen, target) in self.masks.items()
+        }
+        kwargs = config.solver.odeint_kwargs()
+        solver = dict(
+            method=kwargs["method"],
+            rtol=kwargs["rtol"],
+            atol=kwargs["atol"],
+            options=kwargs["options"],
+            gradient=config.solver.gradient,
+        )
+        models: dict[str, nn.Module] = {}
+        for mode in self.modes:
+            models[f"{mode}_latent"] = LatentODE(
+                1, m.latent_dim, m.encoder_hidden, m.decoder_hidden, obs_std=m.obs_std, **solver
+            )
+            models[f"{mode}_odernn"] = ODERNN(1, m.rnn_hidden, output_channels=1, **solver)
+            models[f"{mode}_gru"] = GRUWithTimeGaps(1, m.rnn_hidden)
+        self.model = nn.ModuleDict(models).to(device=device, dtype=dtype)
+        self.num_examples = len(self.rows["train"])
+        self._calls = 0
+        for net in self.model.values():
+            for field in _vector_fields(net):
+                field.register_forward_pre_hook(self._count_call)
+
+    def _count_call(self, module: nn.Module, args: Any) -> None:
+        self._calls += 1
+
+    def nfe(self) -> int:
+        return self._calls
+
+    def batch(self, rows: torch.Tensor, mask: torch.Tensor) -> IrregularBatch:
+        """Series ``rows`` on the full grid, observed where ``mask`` (N, T) is True."""
+        values = self.y[rows]
+        mask = mask[rows].unsqueeze(-1)
+        times = self.t.expand(len(rows), -1)
+        lengths = torch.full((len(rows),), len(self.t), dtype=torch.long, device=values.device)
+        return IrregularBatch(times, torch.where(mask, values, 0.0), mask, lengths)
+
+    def predict(self, model: nn.Module, name: str, observed: IrregularBatch) -> torch.Tensor:
+        """Model ``name``'s prediction at every grid time given ``observed``: (B, T, 1)."""
+        net = model[name]
+        if name.endswith("latent"):
+            posterior = net.encode(observed)
+            return net.decode(posterior.mean.unsqueeze(0), posterior.t0, self.t)[0]
+        if name.endswith("odernn"):
+            return net.readout(net(observed).posterior)
+        return net(observed)
+
+    def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
+        self._calls = 0
+        rows = self.rows["train"][indices.cpu()].to(self.y.device)
+        total = torch.zeros((), device=self.y.device, dtype=self.y.dtype)
+        for mode in self.modes:
+            seen, target = self.masks[mode]
+            observed = self.batch(rows, seen)
+            for kind in KINDS:
+                name = f"{mode}_{kind}"
+                if kind == "latent":
+                    total = total + model[name].elbo(observed, self.batch(rows, target)).loss()
+                else:
+                    error = (self.predict(model, name, observed) - self.y[rows]).squeeze(-1)
+                    total = total + error[target[rows]].pow(2).mean()
+        return StepOutput(loss=total)
+
+    def mse(self, model: nn.Module, split: str) -> dict[str, float]:
+        rows = self.rows[split].to(self.y.device)
+        metrics = {}
+        for mode in self.modes:
+            observed = self.batch(rows, self.masks[mode][0])
+            seen, target = (mask[rows] for mask in self.masks[mode])
+            for kind in KINDS:
+                name = f"{mode}_{kind}"
+                error = (self.predict(model, name, observed) - self.y[rows]).squeeze(-1).pow(2)
+                metrics[f"{split}_mse_{name}"] = error[target].mean().item()
+                if mode == "interpolation":
+                    metrics[f"{split}_mse_unobserved_{name}"] = error[target & ~seen].mean().item()
+        return metrics
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        split = "val" if len(self.rows["val"]) else "train"
+        metrics = self.mse(model, split)
+        total = sum(metrics[f"{split}_mse_{mode}_{kind}"] for mode in self.modes for kind in KINDS)
+        return {"val_loss": total, **metrics}
+
+
+def _vector_fields(net: nn.Module) -> list[nn.Module]:
+    if isinstance(net, LatentODE):
+        return [net.encoder_func, net.dynamics]
+    if isinstance(net, ODERNN):
+        return [net.func]
+    return []
+
+
+@register
+class Periodic(Experiment):
+    name = "periodic"
+    description = "Rubanova's periodic toy: Latent ODE vs ODE-RNN vs GRU-dt (interp./extrap. MSE)"
+    config_class = PeriodicConfig
+
+    def build(
+        self, config: PeriodicConfig, device: torch.device, dtype: torch.dtype
+    ) -> PeriodicTask:
+        return PeriodicTask(config, device, dtype)
+
+    def final_metrics(self, task: PeriodicTask, config: PeriodicConfig) -> dict[str, float]:
+        with torch.no_grad():
+            return task.mse(task.model.eval(), "test")
+
+    def plot(self, task: PeriodicTask, config: PeriodicConfig, plots_dir: Path) -> list[Path]:
+        from kutta.experiments import plotting
+
+        rows = task.rows["test"][:3].to(task.y.device)
+        figure, axes = plotting.plt.subplots(
+            len(task.modes), 3, figsize=(13, 3.2 * len(task.modes)), squeeze=False
+        )
+        t = task.t.cpu()
+        with torch.no_grad():
+            for i, mode in enumerate(task.modes):
+                observed = task.batch(rows, task.masks[mode][0])
+                seen = task.masks[mode][0][rows]
+                predictions = {
+                    kind: task.predict(task.model.eval(), f"{mode}_{kind}", observed).cpu()
+                    for kind in KINDS
+                }
+                for j, ax in enumerate(axes[i]):
+                    truth = task.y[rows[j], :, 0].cpu()
+                    ax.plot(t, truth, ".", color="0.75", ms=3, label="data")
+                    ax.plot(
+                        t[seen[j].cpu()],
+                        truth[seen[j].cpu()],
+                        ".",
+                        color="k",
+                        ms=4,
+                        label="observed",
+                    )
+                    for k, (kind, value) in enumerate(predictions.items()):
+                        ax.plot(t, value[j, :, 0], color=f"C{k}", lw=1.2, label=kind)
+                    ax.set_title(f"{mode}: test series {j}")
+                    ax.set_xlabel("t")
+                axes[i][0].legend(fontsize=7)
+        return [plotting._save(figure, plots_dir / "predictions.png")]
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        parts = []
+        for mode in MODES:
+            if f"test_mse_{mode}_latent" in metrics:
+                values = ", ".join(
+                    f"{kind} {metrics[f'test_mse_{mode}_{kind}']:.4g}" for kind in KINDS
+                )
+                parts.append(f"{mode} test MSE: {values}")
+        return "; ".join(parts)
