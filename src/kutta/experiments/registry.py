@@ -15,6 +15,11 @@ BUILTIN_MODULES = (
     "kutta.experiments.spiral",
     "kutta.experiments.neural_ode",
     "kutta.experiments.anode_1d",
+    "kutta.experiments.digits",
+    "kutta.experiments.chirality",
+    "kutta.experiments.periodic",
+    "kutta.experiments.spiral_latent",
+    "kutta.experiments.cnf_2d",
 )
 
 _REGISTRY: dict[str, type[Experiment]] = {}
