@@ -453,7 +453,10 @@ def integrate_per_sample(
         finite = torch.isfinite(scale)
         if not method.adaptive:
             finite = torch.isfinite(res.y).all(dim=1)
-        too_small = (~accept) & ((h < _EPS_FACTOR * eps * t.abs()) | (h < controller.dt_min))
+        # A NaN step size (from NaN in f at the start) compares False with everything.
+        too_small = (~accept) & (
+            (h < _EPS_FACTOR * eps * t.abs()) | (h < controller.dt_min) | ~torch.isfinite(h)
+        )
         failed = too_small | ~finite if not method.adaptive else too_small
         done = accept & landing & (next_out >= T)
         finished = done | failed
