@@ -33,7 +33,7 @@ class SolverOptions:
 
     Args:
         method: a solver name understood by :func:`kutta.odeint` (e.g. ``"dopri5"``,
-            ``"rk4"``, ``"euler"``); None lets the engine choose.
+            ``"rk4"``, ``"euler"``); None means ``"dopri5"``, torchdiffeq's default.
         rtol, atol: tolerances of adaptive methods.
         options: extra solver options passed through (e.g. ``{"step_size": 0.1}``).
         gradient: ``"backprop"`` (differentiate through the solver's operations) or
