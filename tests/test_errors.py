@@ -237,3 +237,23 @@ def test_bad_native_arguments():
         kutta.solve(decay, torch.ones(2, 1), T, method="rk4", batch_mode="per_sample")
     with pytest.raises(kutta.InvalidArgumentError, match="step_size must be positive"):
         kutta.solve(decay, torch.ones(1), T, method="rk4", step_size=-0.1)
+
+
+def test_per_sample_nan_from_the_start_fails_that_sample_at_once():
+    """NaN in f at t0 makes that sample's first step size NaN; it must fail as NONFINITE
+    right away (not loop until the step budget), and leave the other samples alone."""
+
+    def field(t, y):
+        return torch.where(y[:, :1] > 1.5, y * float("nan"), -y)
+
+    y0 = torch.tensor([[1.0, 1.0], [2.0, 2.0]], dtype=F64)
+    sol = kutta.solve(
+        field,
+        y0,
+        torch.tensor([0.0, 1.0], dtype=F64),
+        batch_mode="per_sample",
+        raise_on_failure=False,
+    )
+    assert sol.status.tolist() == [kutta.Status.SUCCESS, kutta.Status.NONFINITE]
+    assert int(sol.stats["n_steps"][1]) == 1
+    assert float(sol.ys[-1, 0, 0]) == pytest.approx(torch.exp(torch.tensor(-1.0)).item(), rel=1e-6)
