@@ -5,7 +5,17 @@ import importlib
 
 import pytest
 
-MODULES = ["layers", "neural_ode", "ode_rnn", "latent_ode", "latent_sde", "cde", "cnf", "ude", "_solver"]
+MODULES = [
+    "layers",
+    "neural_ode",
+    "ode_rnn",
+    "latent_ode",
+    "latent_sde",
+    "cde",
+    "cnf",
+    "ude",
+    "_solver",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

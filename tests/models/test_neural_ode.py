@@ -146,3 +146,24 @@ def test_digits_classifier_learns():
         accuracy = (model(x[test]).argmax(-1) == y[test]).float().mean()
     assert accuracy > 0.9
     assert model.nfe == 8
+
+
+@pytest.mark.parametrize("body", ["ode", "resnet"])
+def test_classifier_gradient_step_parameters_and_round_trip(
+    body, one_step_reduces_loss, assert_every_parameter_gets_gradient, round_trip
+):
+    def make():
+        torch.manual_seed(0)
+        return ODENetClassifier(6, 3, width=8, hidden=(8,), body=body, depth=3, **FIXED)
+
+    model = make()
+    x, y = torch.randn(20, 6), torch.randint(0, 3, (20,))
+
+    def loss():
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    before, after = one_step_reduces_loss(model, loss, lr=0.1)
+    assert after < before
+    assert_every_parameter_gets_gradient(model, loss())
+    assert torch.equal(round_trip(model, make)(x), model(x))
+    assert model.nfe == (16 if body == "ode" else 3)
