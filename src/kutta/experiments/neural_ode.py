@@ -118,8 +118,12 @@ class CsvTrajectoryTask:
         batch = torch.arange(len(rows), device=rows.device)[:, None]
         prediction = solution[position, batch]  # (batch, window, dim)
         loss = (prediction - self.y[rows]).pow(2).mean()
-        regularizer = self.model.func(grid[0], prediction).pow(2).sum(-1).mean()
-        return StepOutput(loss=loss, regularizer=regularizer)
+
+        def kinetic_energy() -> torch.Tensor:
+            # of the field along the prediction (as in RNODE): small fields take few steps
+            return self.model.func(grid[0], prediction).pow(2).sum(-1).mean()
+
+        return StepOutput(loss=loss, regularizer=kinetic_energy)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """MSE (standardized units) of the training part solved from its first observation."""
@@ -172,21 +176,28 @@ class NeuralODEFromCSV(Experiment):
     def plot(self, task: CsvTrajectoryTask, config: NeuralODEConfig, plots_dir: Path) -> list[Path]:
         from kutta.experiments import plotting
 
+        fine = torch.linspace(0, float(task.t[-1]), 500, dtype=task.t.dtype, device=task.t.device)
         with torch.no_grad():
-            learned = task.model.eval()(task.y[0], task.t)
-        to_user = lambda y: y.cpu().double() * task.scale + task.mean  # noqa: E731
-        user_t = task.t.cpu().double() * task.time_scale + task.t0
+            learned = task.model.eval()(task.y[0], fine)
+
+        def to_user(values: torch.Tensor) -> torch.Tensor:
+            return values.cpu().double() * task.scale + task.mean
+
+        def user_time(times: torch.Tensor) -> torch.Tensor:
+            return times.cpu().double() * task.time_scale + task.t0
+
         names = config.data.value_cols or [f"y{i + 1}" for i in range(task.y.shape[1])]
         return [
             plotting.phase_portrait(
                 plots_dir / "trajectories.png",
-                t_data=user_t,
+                t_data=user_time(task.t),
                 y_data=to_user(task.y),
-                t_model=user_t,
+                t_model=user_time(fine),
                 y_model=to_user(learned),
                 title=f"neural ODE fit to {Path(config.data.path).name} "
-                f"(train: first {task.num_train} rows)",
+                f"(trained on the first {task.num_train} rows)",
                 names=names,
+                boundary=float(user_time(task.t[task.num_train - 1])),
             )
         ]
 

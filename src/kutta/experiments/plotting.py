@@ -32,10 +32,12 @@ def phase_portrait(
     y_true: torch.Tensor | None = None,
     title: str = "",
     names: Sequence[str] = ("y1", "y2"),
+    boundary: float | None = None,
 ) -> Path:
     """Left: the phase plane (first two states); right: every state against time.
 
-    Data are dots, the learned solution a line, the true continuation (if given) dashed.
+    Data are dots, the learned solution a line, the true continuation (if given) dashed; a dotted
+    vertical line marks ``boundary`` (default: the end of the data), e.g. where training data end.
     """
     fig, (phase, series) = plt.subplots(1, 2, figsize=(11, 4.5))
     y_data, y_model = y_data.reshape(len(t_data), -1), y_model.reshape(len(t_model), -1)
@@ -58,9 +60,12 @@ def phase_portrait(
         if y_true is not None and t_true is not None:
             series.plot(t_true, y_true[:, i], "--", color=color, alpha=0.4)
         series.plot(t_model, y_model[:, i], color=color, lw=1.2, label=f"{label} learned")
-    series.axvline(float(t_data[-1]), color="0.5", lw=0.8, ls=":")
+    series.axvline(float(t_data[-1]) if boundary is None else boundary, color="0.5", lw=0.8, ls=":")
     series.set_xlabel("t")
-    series.set_title("states over time (dots: data; dotted line: end of data)")
+    series.set_title(
+        "states over time (dots: data; dotted line: end of "
+        + ("data)" if boundary is None else "training data)")
+    )
     series.legend(fontsize=8)
     if title:
         fig.suptitle(title)

@@ -61,12 +61,16 @@ class SpiralModel:
 
 
 def _default_train() -> TrainConfig:
+    # Tuned for the demo budget (about 25 s of one CPU core). The fit of the whole trajectory is
+    # very sensitive to small changes of the field (errors in the rotation speed accumulate over
+    # the turns), and jumps between evaluations even late in training; keeping the parameters
+    # with the best full-trajectory fit (checked every 50 steps) makes the result reliable.
     return TrainConfig(
         steps=2000,
         batch_size=20,
         lr=1e-2,
         schedule="cosine",
-        eval_every=100,
+        eval_every=50,
         restore_best=True,
         log_every=10,
         checkpoint_every=200,
@@ -145,9 +149,12 @@ class SpiralTask:
         prediction = model(target[0], self.window_t)
         error = prediction - target
         loss = error.pow(2).mean() if self.config.model.loss == "mse" else error.abs().mean()
-        # Kinetic energy of the field along the prediction (RNODE): small fields take few steps.
-        regularizer = self.model.func(self.window_t[0], prediction).pow(2).sum(-1).mean()
-        return StepOutput(loss=loss, regularizer=regularizer)
+
+        def kinetic_energy() -> torch.Tensor:
+            # of the field along the prediction (as in RNODE): small fields take few steps
+            return self.model.func(self.window_t[0], prediction).pow(2).sum(-1).mean()
+
+        return StepOutput(loss=loss, regularizer=kinetic_energy)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Fit of the whole trajectory from y(0): MSE and MSE / variance of the data."""

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,12 +37,13 @@ class TrainingDivergedError(KuttaError, RuntimeError):
 class StepOutput:
     """What a task's loss returns for one batch.
 
-    ``regularizer`` is a differentiable penalty on solver cost (e.g. the kinetic energy of the
-    vector field); the Trainer adds ``TrainConfig.nfe_weight * regularizer`` to the loss.
+    ``regularizer`` computes a differentiable penalty on solver cost (e.g. the kinetic energy of
+    the vector field); it is called only when ``TrainConfig.nfe_weight > 0``, and the Trainer
+    adds ``nfe_weight * regularizer()`` to the loss.
     """
 
     loss: torch.Tensor
-    regularizer: torch.Tensor | None = None
+    regularizer: Callable[[], torch.Tensor] | None = None
 
 
 class Task(Protocol):
@@ -116,7 +117,6 @@ class Trainer:
         self.stopped_early = False
         self.elapsed = 0.0
         self.last_record: dict[str, Any] = {}
-        self.last_eval: dict[str, float] = {}
         if resume:
             self._load(self._path(CHECKPOINT_NAME))
 
@@ -145,7 +145,7 @@ class Trainer:
             if config.nfe_weight > 0:
                 if out.regularizer is None:
                     raise KuttaError("train.nfe_weight > 0, but this experiment has no regularizer")
-                loss = loss + config.nfe_weight * out.regularizer
+                loss = loss + config.nfe_weight * out.regularizer()
             nfe_forward = self.task.nfe()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -161,8 +161,9 @@ class Trainer:
             for hook in self.hooks:
                 hook.on_step(self, self.step)
 
-            evaluate = config.eval_every and self.step % config.eval_every == 0
-            if self.step % config.log_every == 0 or self.step == config.steps or evaluate:
+            last = self.step == config.steps
+            evaluate = config.eval_every and (self.step % config.eval_every == 0 or last)
+            if self.step % config.log_every == 0 or last or evaluate:
                 mean_loss = mean_over_processes(window_loss / window_steps, self.dist).item()
                 if not math.isfinite(mean_loss):
                     raise TrainingDivergedError(
@@ -213,7 +214,6 @@ class Trainer:
         self.model.eval()
         with torch.no_grad():
             metrics = {f"val/{k}": v for k, v in self.task.evaluate(self.model).items()}
-        self.last_eval = metrics
         value = metrics.get("val/val_loss")
         if value is None:
             return metrics
