@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..controllers import rms_norm
 from ..errors import InvalidArgumentError, SolverError
 from ..loop import LoopResult, integrate_shared
 from ..status import Status
@@ -125,25 +126,29 @@ def _backward_pass(setup: AdjointSetup, ys, grads, params):
     dense = setup.forward.dense
 
     def vjp(s: float, y: torch.Tensor, a: torch.Tensor):
+        """``F(s, y)`` and the flat pieces of ``a . dF/d(y, theta)``."""
         with torch.enable_grad():
             y = y.detach().requires_grad_(True)
             fy = f(s, y.view(shape))
             parts = torch.autograd.grad(fy, (y, *params), a.view(shape), allow_unused=True)
-        parts = [torch.zeros_like(x) if g is None else g for g, x in zip(parts, (y, *params))]
-        return fy.detach().reshape(-1), torch.cat([g.reshape(-1) for g in parts])
+        flat = [
+            torch.zeros_like(x).reshape(-1) if g is None else g.reshape(-1)
+            for g, x in zip(parts, (y, *params))
+        ]
+        return fy.detach(), flat
 
     if setup.interpolated:
         lead = 0
 
         def aug_f(tau, z):
-            _, vjps = vjp(-tau, dense(-tau).reshape(-1), z[:n])
-            return vjps
+            _, parts = vjp(-tau, dense(-tau).reshape(-1), z[:n])
+            return torch.cat(parts)
     else:
         lead = n
 
         def aug_f(tau, z):
-            fy, vjps = vjp(-tau, z[:n], z[n : 2 * n])
-            return torch.cat([-fy, vjps])
+            fy, parts = vjp(-tau, z[:n], z[n : 2 * n])
+            return torch.cat([fy.reshape(-1).neg(), *parts])
 
     run = setup.make_backward(_augmented_norm(setup, shape, n, lead, sizes))
     a = ys.new_zeros(n)
@@ -165,14 +170,19 @@ def _augmented_norm(setup: AdjointSetup, shape, n: int, lead: int, sizes: list[i
 
     def norm(ratio: torch.Tensor) -> torch.Tensor:
         ratio = ratio.reshape(-1)
-        parts = [state_norm(ratio[lead : lead + n].view(shape))]
-        if lead:
-            parts.append(state_norm(ratio[:n].view(shape)))
+        if state_norm is rms_norm:
+            # One reduction over the (y, a) blocks: the norm is on the backward's hot path.
+            blocks = ratio[: lead + n].view(-1, n)
+            parts = [torch.linalg.vector_norm(blocks, dim=1).amax() * (1.0 / math.sqrt(n))]
+        else:
+            parts = [state_norm(ratio[lead : lead + n].view(shape))]
+            if lead:
+                parts.append(state_norm(ratio[:n].view(shape)))
         start = lead + n
         for size in param_sizes:
             if size:
                 chunk = ratio[start : start + size]
-                parts.append(torch.linalg.vector_norm(chunk) / math.sqrt(size))
+                parts.append(torch.linalg.vector_norm(chunk) * (1.0 / math.sqrt(size)))
             start += size
         return torch.stack(parts).max() if len(parts) > 1 else parts[0]
 
