@@ -120,6 +120,15 @@ def test_nfe_regularizer_and_gradient_clipping(tmp_path):
     Trainer(regularized, config(nfe_weight=1.0, grad_clip=0.5), run_dir=tmp_path).fit()
     # the penalty on the output's size pulls the bias (the mean output) towards zero
     assert abs(regularized.model.bias.item()) < abs(plain.model.bias.item())
+
+    class TensorPenalty(LineTask):  # a penalty given as a tensor acts like one given as a function
+        def loss(self, model, indices):
+            out = super().loss(model, indices)
+            return StepOutput(out.loss, out.regularizer())
+
+    as_tensor = TensorPenalty()
+    Trainer(as_tensor, config(nfe_weight=1.0, grad_clip=0.5)).fit()
+    torch.testing.assert_close(as_tensor.model.bias, regularized.model.bias, rtol=0, atol=0)
     assert all("grad_norm" in r for r in read_metrics_log(tmp_path))
     with pytest.raises(KuttaError, match="no regularizer"):
         Trainer(LineTask(regularizer=False), config(nfe_weight=1.0)).fit()

@@ -37,13 +37,13 @@ class TrainingDivergedError(KuttaError, RuntimeError):
 class StepOutput:
     """What a task's loss returns for one batch.
 
-    ``regularizer`` computes a differentiable penalty on solver cost (e.g. the kinetic energy of
-    the vector field); it is called only when ``TrainConfig.nfe_weight > 0``, and the Trainer
-    adds ``nfe_weight * regularizer()`` to the loss.
+    ``regularizer`` is a differentiable penalty on solver cost (e.g. the kinetic energy of the
+    vector field), or a function computing it (then called only when ``TrainConfig.nfe_weight >
+    0``, so an unused penalty costs nothing); the Trainer adds ``nfe_weight`` times it to the loss.
     """
 
     loss: torch.Tensor
-    regularizer: Callable[[], torch.Tensor] | None = None
+    regularizer: torch.Tensor | Callable[[], torch.Tensor] | None = None
 
 
 class Task(Protocol):
@@ -145,7 +145,8 @@ class Trainer:
             if config.nfe_weight > 0:
                 if out.regularizer is None:
                     raise KuttaError("train.nfe_weight > 0, but this experiment has no regularizer")
-                loss = loss + config.nfe_weight * out.regularizer()
+                penalty = out.regularizer
+                loss = loss + config.nfe_weight * (penalty() if callable(penalty) else penalty)
             nfe_forward = self.task.nfe()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
