@@ -259,3 +259,20 @@ def test_random_linear_systems_per_sample_and_reversed(system, batch):
     )
     scale = 1.0 + np.abs(exact).max()
     np.testing.assert_allclose(sol.ys.numpy(), exact, atol=1e-6 * scale, rtol=0)
+
+
+def test_per_sample_float32():
+    y0 = vdp_batch([0.5, 2.0]).float()
+    t = torch.linspace(0.0, 3.0, 4)
+    sol = kutta.solve(
+        van_der_pol, y0, t, batch_mode="per_sample", controller=kutta.PIController(1e-5, 1e-6)
+    )
+    assert sol.ys.dtype == torch.float32 and sol.status.tolist() == [0, 0]
+    reference = kutta.solve(
+        van_der_pol,
+        y0.double(),
+        t.double(),
+        batch_mode="per_sample",
+        controller=kutta.PIController(1e-10, 1e-12),
+    )
+    torch.testing.assert_close(sol.ys.double(), reference.ys, rtol=0, atol=1e-3)

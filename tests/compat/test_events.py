@@ -220,3 +220,20 @@ def test_solve_non_terminal_events_record_every_crossing():
     assert times == pytest.approx([k * math.pi / 6 for k in (1, 5, 13, 17)], abs=1e-8)
     assert sol.ys.shape == (11, 1)
     assert float(sol.ys[-1, 0]) == pytest.approx(math.sin(10.0), abs=1e-8)
+
+
+def test_event_time_gradient_for_a_tuple_state():
+    height = torch.tensor([2.0], dtype=F64, requires_grad=True)
+    speed = torch.tensor([3.0], dtype=F64, requires_grad=True)
+    t_event, _ = odeint_event(
+        lambda t, s: (s[1], -G * torch.ones_like(s[1])),
+        (height, speed),
+        torch.tensor(0.0, dtype=F64),
+        event_fn=lambda t, s: s[0][0],
+        rtol=1e-10,
+        atol=1e-12,
+    )
+    t_event.backward()
+    root = math.sqrt(3.0**2 + 2 * G * 2.0)
+    assert float(height.grad) == pytest.approx(1 / root, rel=1e-9)
+    assert float(speed.grad) == pytest.approx((1 + 3.0 / root) / G, rel=1e-9)
