@@ -39,10 +39,7 @@ def _mlp(sizes: list[int], final: nn.Module | None = None) -> nn.Sequential:
 
 
 class _Dynamics(nn.Module):
-    """The posterior SDE (drift ``f``), with the prior drift ``h`` and shared diffusion ``g``."""
-
-    noise_type = "diagonal"
-    sde_type = "ito"
+    """The networks of both SDEs: posterior drift, prior drift ``h``, shared diffusion ``g``."""
 
     def __init__(
         self, latent: int, context: int, hidden: int, prior: str, ou: tuple[float, float, float]
@@ -56,14 +53,14 @@ class _Dynamics(nn.Module):
             self.diffusion = nn.ModuleList(
                 _mlp([1, hidden, 1], nn.Sigmoid()) for _ in range(latent)
             )
-        self.context: tuple[torch.Tensor, torch.Tensor] | None = None  # (times (T,), (T, N, C))
 
     @staticmethod
     def _with_time(t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.cat([y, t.to(y).reshape(1, 1).expand(y.shape[0], 1)], dim=-1)
 
-    def f(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        times, context = self.context
+    def posterior(
+        self, t: torch.Tensor, y: torch.Tensor, times: torch.Tensor, context: torch.Tensor
+    ) -> torch.Tensor:
         # The context of the first observation at or after t (Li et al.'s piecewise-constant c).
         index = torch.searchsorted(times, t.detach().to(times).reshape(1), right=True)
         index = index.clamp(max=times.shape[0] - 1)
@@ -78,6 +75,30 @@ class _Dynamics(nn.Module):
         if self.prior == "ou":
             return torch.full_like(y, self.sigma)
         return torch.cat([net(y[:, i : i + 1]) for i, net in enumerate(self.diffusion)], dim=-1)
+
+
+class _PosteriorView(nn.Module):
+    """The posterior SDE for one batch: drift ``f`` given the batch's context, prior drift
+    ``h`` and diffusion ``g`` shared with the prior. A fresh object per solve, so an adjoint's
+    backward pass still sees the context it was solved with."""
+
+    noise_type = "diagonal"
+    sde_type = "ito"
+
+    def __init__(self, dynamics: _Dynamics, times: torch.Tensor, context: torch.Tensor):
+        super().__init__()
+        self.dynamics = dynamics
+        self.times = times
+        self.context = context
+
+    def f(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.dynamics.posterior(t, y, self.times, self.context)
+
+    def h(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.dynamics.h(t, y)
+
+    def g(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.dynamics.g(t, y)
 
 
 class _PriorView(nn.Module):
@@ -191,16 +212,23 @@ class LatentSDE(nn.Module):
         times: torch.Tensor,
         logqp: bool,
         entropy: int | None,
+        extra_inputs: tuple[torch.Tensor, ...] = (),
     ) -> Any:
+        """Solve ``sde``; ``extra_inputs`` are tensors the SDE uses besides its parameters
+        (the adjoint must know them to send gradients back to the encoder)."""
         from kutta.sde import BrownianInterval
 
         if self.gradient == "adjoint":
             try:
-                from kutta.sde import sdeint_adjoint as sdeint
+                from kutta.sde import sdeint_adjoint
             except ImportError as exc:
                 raise InvalidArgumentError(
                     "gradient='adjoint' needs kutta.sde.sdeint_adjoint, which this kutta build lacks"
                 ) from exc
+            params = tuple(extra_inputs) + tuple(p for p in sde.parameters() if p.requires_grad)
+
+            def sdeint(*args: Any, **kwargs: Any) -> Any:
+                return sdeint_adjoint(*args, adjoint_params=params, **kwargs)
         else:
             from kutta.sde import sdeint
         # Diagonal noise: one Brownian channel per state channel, including logqp's extra one.
@@ -261,11 +289,9 @@ class LatentSDE(nn.Module):
         z0 = (
             mean + std * torch.randn(n_samples, *mean.shape, dtype=mean.dtype, device=mean.device)
         ).reshape(n_samples * b, -1)
-        self.dynamics.context = (times, context.repeat(1, n_samples, 1))
-        try:
-            zs, log_ratio = self._sdeint(self.dynamics, z0, times, True, entropy)
-        finally:
-            self.dynamics.context = None
+        context = context.repeat(1, n_samples, 1)
+        sde = _PosteriorView(self.dynamics, times, context)
+        zs, log_ratio = self._sdeint(sde, z0, times, True, entropy, (context,))
         paths = zs.reshape(len(times), n_samples, b, -1).permute(1, 2, 0, 3)
         decoded = self.decoder(paths)
         log_likelihood = (
@@ -292,11 +318,9 @@ class LatentSDE(nn.Module):
         z0 = (
             mean + std * torch.randn(n, *mean.shape, dtype=mean.dtype, device=mean.device)
         ).reshape(n * b, -1)
-        self.dynamics.context = (times, context.repeat(1, n, 1))
-        try:
-            zs = self._sdeint(self.dynamics, z0, times, False, entropy)
-        finally:
-            self.dynamics.context = None
+        context = context.repeat(1, n, 1)
+        sde = _PosteriorView(self.dynamics, times, context)
+        zs = self._sdeint(sde, z0, times, False, entropy, (context,))
         return self.decoder(zs).reshape(len(times), n, b, -1).permute(1, 2, 0, 3)
 
     def sample_prior(self, n: int, times: torch.Tensor, entropy: int | None = None) -> torch.Tensor:
