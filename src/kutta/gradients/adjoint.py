@@ -127,9 +127,10 @@ def _backward_pass(setup: AdjointSetup, ys, grads, params):
 
     def vjp(s: float, y: torch.Tensor, a: torch.Tensor):
         """``F(s, y)`` and the flat pieces of ``a . dF/d(y, theta)``."""
+        # Shaped before it requires grad, so autograd records no view.
+        y = y.view(shape).detach().requires_grad_(True)
         with torch.enable_grad():
-            y = y.detach().requires_grad_(True)
-            fy = f(s, y.view(shape))
+            fy = f(s, y)
             parts = torch.autograd.grad(fy, (y, *params), a.view(shape), allow_unused=True)
         flat = [
             torch.zeros_like(x).reshape(-1) if g is None else g.reshape(-1)
