@@ -3,6 +3,7 @@
 from kutta.models._solver import SolverOptions
 from kutta.models.cde import CDEVectorField, NeuralCDE, control_path
 from kutta.models.cnf import CNF, CNFOutput
+from kutta.models.gru_delta import GRUDelta
 from kutta.models.latent_ode import ELBO, LatentODE, Posterior
 from kutta.models.latent_sde import LatentSDE, LatentSDEELBO
 from kutta.models.layers import AutonomousMLP, ConcatLinear, ConcatSquashLinear, TimeMLP
@@ -18,6 +19,7 @@ __all__ = [
     "ConcatLinear",
     "ConcatSquashLinear",
     "ELBO",
+    "GRUDelta",
     "LatentODE",
     "LatentSDE",
     "LatentSDEELBO",
