@@ -36,6 +36,8 @@ class Problem:
         reverse: whether the user's times decrease (then forward time is ``-t``).
         unflatten: maps a stacked ``(T, *y0.shape)`` result back to the user's structure.
         counter: the evaluation counter of ``f``.
+        user_f: the vector field on the normalized state in the user's time (a tensor), for
+            the few places that need ``dy/dt`` at user times (gradients with respect to ``t``).
     """
 
     f: Callable[[Any, torch.Tensor], torch.Tensor]
@@ -46,6 +48,7 @@ class Problem:
     counter: Counter
     time_dtype: torch.dtype
     shapes: list[torch.Size] | None = None
+    user_f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def to_forward(self, t: float) -> float:
         return -t if self.reverse else t
@@ -191,7 +194,11 @@ def normalize(
             _check_output("func", out, y)
         return -out if reverse else out
 
-    return Problem(f, y0_flat, times, reverse, unflatten, counter, tdtype, shapes)
+    def f_user_time(tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        counter.calls += 1
+        return user_f(tt, y)
+
+    return Problem(f, y0_flat, times, reverse, unflatten, counter, tdtype, shapes, f_user_time)
 
 
 def expand_tolerance(tol: Any, name: str, shapes: Sequence[torch.Size] | None) -> Any:
@@ -205,3 +212,21 @@ def expand_tolerance(tol: Any, name: str, shapes: Sequence[torch.Size] | None) -
     return torch.cat(
         [torch.as_tensor(v, dtype=torch.float64).expand(s).reshape(-1) for v, s in zip(tol, shapes)]
     )
+
+
+# Gradients with respect to the output times, as torchdiffeq gives them. The solver's times
+# are host floats, so they are attached afterwards, exactly to first order and without changing
+# any value (every shift below is zero):
+# - moving t0 by d is, to first order, starting from y0 - d f(t0, y0) at the old t0;
+# - moving t_i by d moves the output by d f(t_i, y_i).
+def shift_start(problem: Problem, t0: torch.Tensor) -> torch.Tensor:
+    """``y0`` carrying the gradient with respect to the start time ``t0`` (same value)."""
+    shift = (t0 - t0.detach()).to(problem.y0.dtype)
+    return problem.y0 - shift * problem.user_f(t0, problem.y0)
+
+
+def attach_time_gradient(problem: Problem, t_user: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """``ys`` carrying the gradients with respect to the output times ``t_user`` (same value)."""
+    shifts = (t_user[: len(ys)] - t_user[: len(ys)].detach()).to(ys.dtype)
+    slopes = torch.stack([problem.user_f(ti, yi) for ti, yi in zip(t_user, ys)])
+    return ys + shifts.view(-1, *[1] * (ys.dim() - 1)) * slopes

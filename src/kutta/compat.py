@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ._inputs import expand_tolerance, normalize
+from ._inputs import attach_time_gradient, expand_tolerance, normalize, shift_start
 from .controllers import PIDController, rms_norm
 from .errors import InvalidArgumentError, SolverError, UnknownNameError
 from .loop import LoopConfig, LoopResult, integrate_shared
@@ -183,13 +183,21 @@ def odeint(
             raise InvalidArgumentError("scipy_solver does not support event_fn")
         return scipy_odeint(func, y0, t, rtol=rtol, atol=atol, options=extra)
     ctl, cfg = extra
+    time_grad = event_fn is None and torch.is_tensor(t) and t.requires_grad
+    time_grad = time_grad and torch.is_grad_enabled()
+    if time_grad:
+        t_user = t.to(device=problem.y0.device, dtype=problem.time_dtype)
+        problem.y0 = shift_start(problem, t_user[0])
     result = _run(problem, m, ctl, cfg)
     if event_fn is not None:
         event_t = torch.tensor(
             problem.user_time(result.event_t), dtype=problem.time_dtype, device=problem.y0.device
         )
         return event_t, problem.unflatten(torch.stack([problem.y0, result.event_y]))
-    return problem.unflatten(torch.stack(result.ys))
+    ys = torch.stack(result.ys)
+    if time_grad:
+        ys = attach_time_gradient(problem, t_user, ys)
+    return problem.unflatten(ys)
 
 
 class _EventTimeGradient(torch.autograd.Function):

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._inputs import normalize
+from ._inputs import attach_time_gradient, normalize, shift_start
 from .controllers import ConstantController, Controller, PIDController
 from .errors import InvalidArgumentError, SolverError
 from .gradients import Backprop, LoopCall
@@ -135,6 +135,11 @@ def solve(
         if event_terminal:
             times = times[:1]
     if per_sample:
+        if t_eval.requires_grad and torch.is_grad_enabled():
+            raise InvalidArgumentError(
+                "gradients with respect to t_eval are supported in shared mode only; "
+                "pass t_eval.detach()"
+            )
         if dense or step_t or jump_t:
             raise InvalidArgumentError("dense, step_t and jump_t are supported in shared mode only")
         tdev = times.to(problem.y0.device, torch.float64)
@@ -169,10 +174,16 @@ def solve(
             )
         return sol
 
+    time_grad = event_fn is None and t_eval.requires_grad and torch.is_grad_enabled()
+    if time_grad:
+        t_user = t_eval.to(problem.y0.device, problem.time_dtype)
+        problem.y0 = shift_start(problem, t_user[0])
     result: LoopResult = gradient.run(
         LoopCall(integrate_shared, problem.f, problem.y0, times, m, ctl, cfg, problem.counter, f)
     )
     ys = torch.stack(result.ys) if result.ys else problem.y0[:0]
+    if time_grad and result.ys:
+        ys = attach_time_gradient(problem, t_user, ys)
     ts_user = torch.as_tensor(t_eval)[: len(result.ys)]
     events = [{"t": problem.user_time(te), "y": problem.unflatten(ye)} for te, ye in result.events]
     if result.event_t is not None:
