@@ -276,3 +276,19 @@ def test_per_sample_float32():
         controller=kutta.PIController(1e-10, 1e-12),
     )
     torch.testing.assert_close(sol.ys.double(), reference.ys, rtol=0, atol=1e-3)
+
+
+def test_gradient_with_respect_to_t_eval_in_shared_mode():
+    """y' = -t y: d y(t1) / d t1 = -t1 y(t1) and d y(t1) / d t0 = t0 y(t1)."""
+    t = torch.tensor([0.5, 2.0], dtype=F64, requires_grad=True)
+    sol = kutta.solve(
+        lambda t, y: -t * y,
+        torch.ones(1, dtype=F64),
+        t,
+        controller=kutta.PIController(1e-10, 1e-12),
+    )
+    (grad,) = torch.autograd.grad(sol.ys[-1].sum(), t)
+    y1 = math.exp(-(4.0 - 0.25) / 2)
+    assert grad.tolist() == pytest.approx([0.5 * y1, -2.0 * y1], rel=1e-8)
+    with pytest.raises(kutta.InvalidArgumentError, match="shared mode only"):
+        kutta.solve(lambda t, y: -y, torch.ones(2, 1), t, batch_mode="per_sample")

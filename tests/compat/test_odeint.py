@@ -343,3 +343,23 @@ def test_gradient_matches_the_exact_sensitivity():
     y1[-1].sum().backward()
     assert float(k.grad) == pytest.approx(-math.exp(-0.7) * 2.0, rel=1e-8)
     assert float(y0.grad) == pytest.approx(math.exp(-0.7), rel=1e-8)
+
+
+@pytest.mark.parametrize("times", [[0.5, 1.0, 2.0], [2.0, 1.0, 0.5]], ids=["forward", "reversed"])
+def test_gradient_with_respect_to_the_output_times(times):
+    """y' = -t y: y(t) = y0 exp(-(t^2 - t0^2) / 2). For L = sum_i y(t_i):
+    dL/dt_i = -t_i y(t_i) (i >= 1) and dL/dt0 = t0 * sum_{i >= 1} y(t_i); as torchdiffeq."""
+    t = torch.tensor(times, dtype=F64, requires_grad=True)
+    y0 = torch.ones(1, dtype=F64, requires_grad=True)
+    ys = odeint(lambda t, y: -t * y, y0, t, rtol=1e-10, atol=1e-12)
+    grad_t, grad_y0 = torch.autograd.grad(ys.sum(), (t, y0))
+    t0 = times[0]
+    exact_y = [math.exp(-(s * s - t0 * t0) / 2) for s in times]
+    expected = [t0 * sum(exact_y[1:])] + [-s * y for s, y in zip(times[1:], exact_y[1:])]
+    assert grad_t.tolist() == pytest.approx(expected, rel=1e-8)
+    assert float(grad_y0) == pytest.approx(sum(exact_y), rel=1e-8)
+    t_theirs = torch.tensor(times, dtype=F64, requires_grad=True)
+    theirs = torchdiffeq.odeint(lambda t, y: -t * y, y0, t_theirs, rtol=1e-10, atol=1e-12)
+    (their_grad,) = torch.autograd.grad(theirs.sum(), t_theirs)
+    torch.testing.assert_close(grad_t, their_grad, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(ys, theirs, rtol=1e-8, atol=0)
