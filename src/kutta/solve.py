@@ -55,7 +55,9 @@ def solve(
     """Solve ``dy/dt = f(t, y)`` and return a :class:`~kutta.Solution`.
 
     Args:
-        f: the vector field ``f(t, y)``. In ``"per_sample"`` mode ``t`` has shape ``(B,)``.
+        f: the vector field ``f(t, y)``. In ``"per_sample"`` mode ``t`` has shape ``(A,)`` and
+            ``y`` shape ``(A, N)`` for the ``A <= B`` samples still running (finished ones are
+            dropped), so per-sample parameters belong in the state, not in a closure.
         y0: initial state: any shape (shared mode), ``(B, N)`` (per-sample mode), or a tuple.
         t_eval: output times ``(T,)``; in per-sample mode also ``(B, T)`` (a grid per sample).
         span: ``(t0, t1)`` instead of ``t_eval``: outputs at both ends only.
