@@ -293,3 +293,36 @@ def test_bad_times_steps_and_brownian_motions_are_named():
         _bad(sde=NoPrior(), logqp=True)
     with pytest.raises(InvalidArgumentError, match="noise_type must be one of"):
         ksde.SDEIto(noise_type="diag")
+
+
+def test_torchsde_style_code_runs_unchanged():
+    import kutta.sde as torchsde
+
+    class SDE(torch.nn.Module):
+        noise_type = "general"
+        sde_type = "ito"
+
+        def __init__(self):
+            super().__init__()
+            self.mu = torch.nn.Linear(3, 3)
+            self.sigma = torch.nn.Linear(3, 3 * 2)
+
+        def f(self, t, y):
+            return self.mu(y)
+
+        def g(self, t, y):
+            return self.sigma(y).view(y.shape[0], 3, 2)
+
+    sde = SDE()
+    y0 = torch.full((5, 3), 0.1)
+    ts = torch.linspace(0, 1, 20)
+    ys = torchsde.sdeint(sde, y0, ts)
+    assert ys.shape == (20, 5, 3)
+    bm = torchsde.BrownianInterval(t0=0.0, t1=1.0, size=(5, 2), device=y0.device, dtype=y0.dtype)
+    ys = torchsde.sdeint_adjoint(
+        sde, y0, ts, bm=bm, method="euler", adjoint_method="midpoint", dt=0.05
+    )
+    ys.sum().backward()
+    assert sde.mu.weight.grad is not None and torch.isfinite(sde.mu.weight.grad).all()
+    tree = torchsde.BrownianTree(t0=0.0, w0=torch.zeros(5, 2), t1=1.0)
+    assert torchsde.sdeint(sde, y0, ts, bm=tree, method="euler", dt=0.05).shape == (20, 5, 3)

@@ -127,13 +127,16 @@ class BrownianInterval(BaseBrownian):
     """Brownian motion on [t0, t1] queried by intervals, W(ta, tb) = W(tb) - W(ta).
 
     Args mirror torchsde's: ``size`` is the shape of one sample (``(batch, channels)`` for
-    sdeint), ``entropy`` the seed (drawn from torch's global generator when None), ``dt`` the
-    expected query length (otherwise taken from each query), ``tol`` snaps query points to
-    existing points closer than it, ``cache_size`` bounds the LRU cache of interval values
-    (None: unbounded), ``halfway_tree`` only ever splits intervals in half (so the path depends on
-    ``entropy`` alone, with time resolution ``tol``), ``levy_area_approximation`` in
-    LEVY_AREA_APPROXIMATIONS, and ``W``/``H`` fix the increment and space-time Lévy area over
-    [t0, t1]. ``pool_size`` is accepted for compatibility and has no effect.
+    sdeint), ``entropy`` the seed (drawn from torch's global generator when None), ``tol`` snaps
+    query points to existing points closer than it, ``cache_size`` bounds the LRU cache of
+    interval values (None: unbounded), ``halfway_tree`` only ever splits intervals in half (the
+    path then depends on ``entropy`` alone, with time resolution ``tol``),
+    ``levy_area_approximation`` is one of LEVY_AREA_APPROXIMATIONS, and ``W``/``H`` fix the
+    increment and space-time Lévy area over [t0, t1]. ``dt`` and ``pool_size`` are accepted for
+    compatibility: the tree keeps itself balanced without a step-size hint.
+
+    Like torchsde's, the sampled path depends on ``entropy`` and on where the queries fall; any
+    set of queries to one object is consistent.
 
     Example:
         >>> bm = BrownianInterval(0.0, 1.0, size=(8, 3), levy_area_approximation="space-time")
@@ -202,7 +205,15 @@ class BrownianInterval(BaseBrownian):
             LEVY_AREA_APPROXIMATIONS.foster,
         )
         self._cache_size = cache_size
+        # Two LRU caches: recently computed intervals, and intervals on root-to-query paths. The
+        # latter serve every later query in their subtree, so random access does not thrash
+        # them; they get at most ~16 MB beyond cache_size (fewer for big samples).
         self._cache: OrderedDict[_Node, None] = OrderedDict()
+        self._ancestors: OrderedDict[_Node, None] = OrderedDict()
+        numel = max(1, math.prod(self._size))
+        self._ancestor_size = (
+            None if cache_size is None else max(cache_size // 3, min(127, 2**22 // numel))
+        )
         self._generator = torch.Generator(device=self._device)
 
         self._root = _Node(start, end, None, _mix(self._entropy))
@@ -409,7 +420,6 @@ class BrownianInterval(BaseBrownian):
         node = self._root
         w, h = node.w, node.h
         uncached = []
-        cache = self._cache
         while node.left is not None:
             mid = node.left.end
             if tb <= mid:
@@ -419,7 +429,7 @@ class BrownianInterval(BaseBrownian):
             else:
                 break
             if node.w is not None:
-                cache.move_to_end(node)
+                self._promote(node)
                 w, h = node.w, node.h
                 uncached.clear()
             else:
@@ -427,13 +437,32 @@ class BrownianInterval(BaseBrownian):
         for child in uncached:
             w_l, h_l, w_r, h_r = self._children_values(child.parent, w, h)
             w, h = (w_l, h_l) if child is child.parent.left else (w_r, h_r)
+            self._promote(child)
         return node, w, h
+
+    def _promote(self, node: _Node) -> None:
+        """Keep a node on a root-to-query path in the ancestor cache (it is used by many queries)."""
+        ancestors = self._ancestors
+        if node in ancestors:
+            ancestors.move_to_end(node)
+            return
+        self._cache.pop(node, None)
+        ancestors[node] = None
+        if self._ancestor_size is not None and len(ancestors) > self._ancestor_size:
+            evicted, _ = ancestors.popitem(last=False)
+            evicted.w = evicted.h = None
+
+    def _touch(self, node: _Node) -> None:
+        if node in self._ancestors:
+            self._ancestors.move_to_end(node)
+        else:
+            self._cache.move_to_end(node)
 
     def _children_values(self, node: _Node, w, h):
         left, right = node.left, node.right
         if left.w is not None and right.w is not None:
-            self._cache.move_to_end(left)
-            self._cache.move_to_end(right)
+            self._touch(left)
+            self._touch(right)
             return left.w, left.h, right.w, right.h
         values = self._bridge(node, w, h)
         self._store(left, values[0], values[1])
@@ -473,6 +502,9 @@ class BrownianInterval(BaseBrownian):
 
     def _store(self, node: _Node, w, h) -> None:
         node.w, node.h = w, h
+        if node in self._ancestors:
+            self._ancestors.move_to_end(node)
+            return
         cache = self._cache
         cache[node] = None
         cache.move_to_end(node)

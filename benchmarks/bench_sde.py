@@ -1,0 +1,218 @@
+"""kutta.sde against torchsde, side by side in one process, one thread.
+
+Workloads (issue 5):
+- neural SDE with diagonal noise (MLP drift and diffusion, state 32, batch 256), Euler–Maruyama
+  and SRK, dt = 1e-2 on [0, 1]: the solve (no grad) with each library's default Brownian motion,
+  and with Brownian intervals given the step as ``dt`` hint; the adjoint gradient (forward +
+  backward, each library's default adjoint method);
+- 10,000 sequential and 10,000 random queries of a BrownianInterval of shape (256, 32).
+
+Each timing is the median of ``--repeats`` runs, the two libraries alternating. Also printed: the
+number of drift/diffusion evaluations (NFE) and the error at t = 1 against a fine-step (dt = 1e-4)
+reference solution on the same Brownian path.
+
+Run:  .venv/bin/python benchmarks/bench_sde.py [--repeats 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torchsde
+
+import kutta.sde as ksde
+
+STATE, BATCH, HIDDEN = 32, 256, 64
+
+
+class NeuralSDE(torch.nn.Module):
+    """Itô SDE with MLP drift and a positive MLP diagonal diffusion; counts evaluations."""
+
+    noise_type, sde_type = "diagonal", "ito"
+
+    def __init__(self):
+        super().__init__()
+        self.drift = torch.nn.Sequential(
+            torch.nn.Linear(STATE + 1, HIDDEN), torch.nn.Tanh(), torch.nn.Linear(HIDDEN, STATE)
+        )
+        self.diffusion = torch.nn.Sequential(
+            torch.nn.Linear(STATE + 1, HIDDEN),
+            torch.nn.Tanh(),
+            torch.nn.Linear(HIDDEN, STATE),
+            torch.nn.Sigmoid(),
+        )
+        self.nfe = 0
+
+    def _input(self, t, y):
+        return torch.cat([y, t.expand(y.shape[0], 1)], dim=1)
+
+    def f(self, t, y):
+        self.nfe += 1
+        return self.drift(self._input(t, y))
+
+    def g(self, t, y):
+        self.nfe += 1
+        return 0.3 * self.diffusion(self._input(t, y))
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _interleaved(fn_kutta, fn_torchsde, repeats):
+    t_k, t_t = [], []
+    for _ in range(repeats):
+        t_k.append(_median_time(fn_kutta, 1))
+        t_t.append(_median_time(fn_torchsde, 1))
+    return statistics.median(t_k), statistics.median(t_t)
+
+
+def _row(name, t_kutta, t_torchsde, extra=""):
+    ratio = t_kutta / t_torchsde
+    verdict = "ok" if ratio <= 0.5 else "above target"
+    print(
+        f"| {name} | {t_kutta * 1e3:.1f} ms | {t_torchsde * 1e3:.1f} ms | {ratio:.2f} | {verdict} | {extra} |"
+    )
+
+
+def bench_default_brownian(repeats: int) -> None:
+    """sdeint with bm=None: each library builds its default Brownian motion (torchsde's gets no dt hint)."""
+    torch.manual_seed(0)
+    sde = NeuralSDE()
+    y0 = torch.full((BATCH, STATE), 0.1)
+    ts = torch.tensor([0.0, 1.0])
+    for method in ("euler", "srk"):
+
+        def solve(lib, method=method):
+            with torch.no_grad():
+                return lib.sdeint(sde, y0, ts, method=method, dt=1e-2)
+
+        solve(ksde), solve(torchsde)
+        t_k, t_t = _interleaved(lambda: solve(ksde), lambda: solve(torchsde), repeats)
+        _row(f"neural SDE solve, {method}, default bm (bm=None)", t_k, t_t)
+
+
+def bench_neural_sde(repeats: int) -> None:
+    torch.manual_seed(0)
+    sde = NeuralSDE()
+    y0 = torch.full((BATCH, STATE), 0.1)
+    ts = torch.tensor([0.0, 1.0])
+    for method in ("euler", "srk"):
+        levy = "space-time" if method == "srk" else "none"
+
+        def make_bms(entropy=0, levy=levy):
+            # Both get the step as their `dt` hint (torchsde documents it as a speed-up).
+            kwargs = {
+                "size": (BATCH, STATE),
+                "levy_area_approximation": levy,
+                "entropy": entropy,
+                "dt": 1e-2,
+            }
+            return ksde.BrownianInterval(0.0, 1.0, **kwargs), torchsde.BrownianInterval(
+                0.0, 1.0, **kwargs
+            )
+
+        def solve_kutta(method=method):
+            with torch.no_grad():
+                return ksde.sdeint(sde, y0, ts, bm=make_bms()[0], method=method, dt=1e-2)
+
+        def solve_torchsde(method=method):
+            with torch.no_grad():
+                return torchsde.sdeint(sde, y0, ts, bm=make_bms()[1], method=method, dt=1e-2)
+
+        solve_kutta(), solve_torchsde()  # warm-up
+        t_k, t_t = _interleaved(solve_kutta, solve_torchsde, repeats)
+        # Error on one Brownian path: the measured solve and the reference share the bm object.
+        with torch.no_grad():
+            bm_k, bm_t = make_bms()
+            sde.nfe = 0
+            ys_k = ksde.sdeint(sde, y0, ts, bm=bm_k, method=method, dt=1e-2)
+            nfe_k = sde.nfe
+            sde.nfe = 0
+            ys_t = torchsde.sdeint(sde, y0, ts, bm=bm_t, method=method, dt=1e-2)
+            nfe_t = sde.nfe
+            ref_k = ksde.sdeint(sde, y0, ts, bm=bm_k, method=method, dt=1e-4)
+            ref_t = torchsde.sdeint(sde, y0, ts, bm=bm_t, method=method, dt=1e-4)
+        err_k = (ys_k[-1] - ref_k[-1]).abs().mean().item()
+        err_t = (ys_t[-1] - ref_t[-1]).abs().mean().item()
+        _row(
+            f"neural SDE solve, {method}",
+            t_k,
+            t_torchsde=t_t,
+            extra=f"NFE {nfe_k} vs {nfe_t}; mean abs error vs dt=1e-4 reference {err_k:.2e} vs {err_t:.2e}",
+        )
+
+        def grad_kutta(method=method):
+            sde.zero_grad()
+            ys = ksde.sdeint_adjoint(sde, y0, ts, bm=make_bms()[0], method=method, dt=1e-2)
+            ys[-1].pow(2).mean().backward()
+
+        def grad_torchsde(method=method):
+            sde.zero_grad()
+            ys = torchsde.sdeint_adjoint(sde, y0, ts, bm=make_bms()[1], method=method, dt=1e-2)
+            ys[-1].pow(2).mean().backward()
+
+        grad_kutta(), grad_torchsde()
+        t_k, t_t = _interleaved(grad_kutta, grad_torchsde, repeats)
+        sde.nfe = 0
+        grad_kutta()
+        nfe_k = sde.nfe
+        sde.nfe = 0
+        grad_torchsde()
+        nfe_t = sde.nfe
+        _row(f"neural SDE adjoint gradient, {method}", t_k, t_t, extra=f"NFE {nfe_k} vs {nfe_t}")
+
+
+def bench_brownian(repeats: int, queries: int) -> None:
+    grid = torch.linspace(0, 1, queries + 1).tolist()
+    sequential = list(zip(grid[:-1], grid[1:]))
+    generator = torch.Generator().manual_seed(0)
+    random_pairs = (
+        torch.rand(queries, 2, generator=generator, dtype=torch.float64).sort(dim=1).values.tolist()
+    )
+    for levy in ("none", "space-time"):
+        for name, pairs in (("sequential", sequential), ("random", random_pairs)):
+
+            def run(cls, pairs=pairs, levy=levy):
+                bm = cls(0.0, 1.0, size=(BATCH, STATE), entropy=0, levy_area_approximation=levy)
+                want_u = levy != "none"
+                for ta, tb in pairs:
+                    bm(ta, tb, return_U=want_u) if want_u else bm(ta, tb)
+
+            t_k, t_t = _interleaved(
+                lambda run=run: run(ksde.BrownianInterval),
+                lambda run=run: run(torchsde.BrownianInterval),
+                repeats,
+            )
+            _row(f"BrownianInterval {queries} {name} queries, {levy}", t_k, t_t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--brownian-repeats", type=int, default=1)
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--skip-brownian", action="store_true")
+    parser.add_argument("--only-brownian", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"torch {torch.__version__}, torchsde {torchsde.__version__}, 1 thread; medians")
+    print("| workload | kutta | torchsde | ratio | target <= 0.5 | notes |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    if not args.only_brownian:
+        bench_default_brownian(args.repeats)
+        bench_neural_sde(args.repeats)
+    if not args.skip_brownian:
+        bench_brownian(args.brownian_repeats, args.queries)
+
+
+if __name__ == "__main__":
+    main()
