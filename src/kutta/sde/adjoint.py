@@ -158,27 +158,30 @@ class _AdjointSDE:
         a = state[self.numel : 2 * self.numel].view(self.shape)
         return y, a
 
-    def _stratonovich_drift(self, t, y):
-        f = self.view.f(t, y)
-        if not self.ito or self.view.noise_type == NOISE_TYPES.additive:
-            return f
-        g = self.view.g(t, y)
+    def _drift_and_noise(self, t, y, v):
+        """Stratonovich drift and g·v at y (which requires grad), evaluating g once."""
+        uses_g_prod = hasattr(self.view.sde, "g_prod") and not self.ito
+        if self.view.noise_type == NOISE_TYPES.additive or uses_g_prod:
+            return self.view.f(t, y), self.view.g_prod(t, y, v)
+        f, g = self.view.f_and_g(t, y)
+        g_v = self.view.prod(g, v)
+        if not self.ito:
+            return f, g_v
         if self.view.noise_type in (NOISE_TYPES.diagonal, NOISE_TYPES.scalar):
             channels = g.shape[1] if self.view.diagonal else 1
             ones = torch.ones(g.shape[0], channels, dtype=y.dtype, device=y.device)
-            correction = self.view.g_dg_prod(t, y, g, ones)
+            correction = self.view.g_dg_prod(t, y, g, ones, g_at_y=g)
         else:
             eye = torch.eye(g.shape[-1], dtype=y.dtype, device=y.device).expand(g.shape[0], -1, -1)
-            correction = self.view.lie_area_term(t, y, eye)
-        return f - 0.5 * correction
+            correction = self.view.lie_area_term(t, y, eye, g_at_y=g)
+        return f - 0.5 * correction, g_v
 
     def f_and_g_prod(self, s, state, v):
         t = -s
         y, a = self._split(state)
         with torch.enable_grad():
             y_in = y.detach().requires_grad_(True)
-            f = self._stratonovich_drift(t, y_in)
-            g_v = self.view.g_prod(t, y_in, v)
+            f, g_v = self._drift_and_noise(t, y_in, v)
             inputs = (y_in, *self.params)
             drift_grads = _vjp(f, inputs, a, retain_graph=True)
             noise_grads = _vjp(g_v, inputs, a)

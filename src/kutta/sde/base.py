@@ -138,19 +138,27 @@ class SDEView:
 
         return fail
 
-    def g_dg_prod(self, t, y: torch.Tensor, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def g_dg_prod(
+        self,
+        t,
+        y: torch.Tensor,
+        g: torch.Tensor,
+        v: torch.Tensor,
+        g_at_y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(∂g/∂y · g) weighted by v: the Milstein correction for diagonal, scalar and additive noise.
 
         Diagonal noise: component i is g_i ∂g_i/∂y_i v_i, exact when g_i depends on y only through
         y_i (the usual meaning of diagonal noise; the same assumption as torchsde). Scalar noise:
-        (J_g g) v, a Jacobian-vector product. Additive noise: zero.
+        (J_g g) v, a Jacobian-vector product. Additive noise: zero. ``g_at_y``: g already
+        evaluated at ``y`` (which requires grad) with its graph, to save an evaluation.
         """
         if self.noise_type == NOISE_TYPES.additive:
             return torch.zeros_like(y)
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             y_in = y if y.requires_grad else y.detach().requires_grad_(True)
-            g_at = self.g(t, y_in)
+            g_at = g_at_y if g_at_y is not None else self.g(t, y_in)
             if self.diagonal:
                 (out,) = torch.autograd.grad(
                     g_at, y_in, g_at * v, create_graph=create_graph, allow_unused=True
@@ -167,12 +175,14 @@ class SDEView:
             (jvp,) = torch.autograd.grad(vjp, cotangent, g[..., 0], create_graph=create_graph)
         return jvp * v
 
-    def lie_area_term(self, t, y: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    def lie_area_term(
+        self, t, y: torch.Tensor, area: torch.Tensor, g_at_y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Σ_{k,l} (∂g_l/∂y · g_k) A_kl: the Lévy-area term of the log-ODE method (general noise)."""
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             y_in = y if y.requires_grad else y.detach().requires_grad_(True)
-            g_at = self.g(t, y_in)
+            g_at = g_at_y if g_at_y is not None else self.g(t, y_in)
             if self.diagonal:
                 g_at = torch.diag_embed(g_at)
             directions = torch.matmul(g_at, area)  # column l: Σ_k g_k A_kl
