@@ -174,6 +174,7 @@ class PeriodicTask:
     def __init__(self, config: PeriodicConfig, device: torch.device, dtype: torch.dtype):
         data, m = config.data, config.model
         t, y = periodic_data(data, config.train.seed)
+        # The series are i.i.d.; a fixed permutation picks the test, validation and train rows.
         order = torch.randperm(data.num_series, generator=torch.Generator().manual_seed(1))
         num_test = int(round(data.test_fraction * data.num_series))
         num_val = int(round(data.val_fraction * (data.num_series - num_test)))
@@ -184,18 +185,14 @@ class PeriodicTask:
         }
         self.modes = MODES if data.mode == "both" else (data.mode,)
         generator = torch.Generator().manual_seed(config.train.seed + 1)
-        self.masks = {
-            mode: observation_masks(
+        self.masks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for mode in self.modes:
+            seen, target = observation_masks(
                 mode, data.num_series, data.num_points, data.observed, generator
             )
-            for mode in self.modes
-        }
+            self.masks[mode] = (seen.to(device), target.to(device))
         self.t = t.to(device=device, dtype=dtype)
         self.y = y.to(device=device, dtype=dtype)
-        self.masks = {
-            mode: (seen.to(device), target.to(device))
-            for mode, (seen, target) in self.masks.items()
-        }
         kwargs = config.solver.odeint_kwargs()
         solver = dict(
             method=kwargs["method"],
