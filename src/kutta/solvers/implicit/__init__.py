@@ -5,7 +5,7 @@
     method = IMPLICIT_METHODS["rodas5"](jacobian="rev", independent_batch=True)
 
 Adaptive: ``rodas5``, ``rosenbrock23`` (Rosenbrock); ``kvaerno3``, ``kvaerno5``, ``trbdf2``
-(ESDIRK). Fixed-step, under torchdiffeq's names: ``implicit_euler``, ``implicit_midpoint``,
+(ESDIRK); ``bdf`` (variable order 1-5, the ode15s/scipy NDF formulas). Fixed-step, under torchdiffeq's names: ``implicit_euler``, ``implicit_midpoint``,
 ``trapezoid``, ``radauIIA3``, ``radauIIA5``, ``gl4``, ``gl6``, ``sdirk2``; ``trbdf2`` with
 ``adaptive_step=False`` is torchdiffeq's fixed-step TR-BDF2.
 
@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from ..base import Method
 from . import tableaus
+from .bdf import BDF, bdf
 from .common import ImplicitMethod
 from .implicit_rk import ImplicitRK
 from .rosenbrock import Rosenbrock, rodas5, rosenbrock23
@@ -38,6 +39,7 @@ IMPLICIT_METHODS: dict[str, Callable[..., Method]] = {
     "kvaerno3": _irk(tableaus.KVAERNO3, True),
     "kvaerno5": _irk(tableaus.KVAERNO5, True),
     "trbdf2": _irk(tableaus.TRBDF2, True),
+    "bdf": bdf,
     "implicit_euler": _irk(tableaus.IMPLICIT_EULER, False),
     "implicit_midpoint": _irk(tableaus.IMPLICIT_MIDPOINT, False),
     "trapezoid": _irk(tableaus.TRAPEZOID, False),
@@ -48,4 +50,4 @@ IMPLICIT_METHODS: dict[str, Callable[..., Method]] = {
     "gl6": _irk(tableaus.GL6, False),
 }
 
-__all__ = ["IMPLICIT_METHODS", "ImplicitMethod", "ImplicitRK", "Rosenbrock"]
+__all__ = ["BDF", "IMPLICIT_METHODS", "ImplicitMethod", "ImplicitRK", "Rosenbrock"]
