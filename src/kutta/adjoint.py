@@ -154,9 +154,9 @@ def odeint_adjoint(
             try:
                 res = integrate_shared(aug_f, z, span, back_method, back_ctl, back_cfg, counter)
             except SolverError as err:
-                raise backward_failure(
-                    err, problem.user_time(-tau_start), problem.user_time(-tau_end)
-                ) from None
+                start, end = problem.user_time(-tau_start), problem.user_time(-tau_end)
+                where = f"from t = {start:.6g} to t = {end:.6g}"
+                raise backward_failure(err, where, start) from None
             return res.ys[-1]
 
         return run

@@ -25,7 +25,7 @@ import torch
 
 from ..controllers import rms_norm
 from ..errors import InvalidArgumentError, SolverError
-from ..loop import LoopResult, integrate_shared
+from ..loop import LoopResult, PerSampleResult, integrate_per_sample, integrate_shared
 from ..status import Status
 from .base import LoopCall, find_params
 
@@ -42,12 +42,17 @@ class AdjointSetup:
         grid: increasing forward times at which the forward states are stored: the output
             times plus any checkpoints.
         outputs: indices into ``grid`` of the output times.
-        forward: the forward result over ``grid`` (computed without a graph).
+        forward: the forward result over ``grid`` (computed without a graph); its ``ys`` a list
+            of states or a ``(len(grid), ...)`` tensor.
         make_backward: ``norm -> BackwardRun``, given the error norm of the augmented state.
         state_norm: the forward solve's error norm, applied to the state and to the adjoint.
         seminorm: leave the parameter channels out of the backward error norm.
         interpolated: read ``y`` from ``forward.dense`` instead of re-solving it.
         time_sign: user time = ``time_sign * s``; set to return gradients for the times.
+        sample_times: per-sample mode: ``(B, len(grid))`` forward times of every sample. Each
+            backward interval is then rescaled to ``u`` in [0, 1] (``s = s_lo + u (s_hi - s_lo)``
+            per sample), so one shared backward solve covers every sample's own interval and the
+            parameter gradient stays one shared accumulator.
     """
 
     f: Callable
@@ -59,6 +64,7 @@ class AdjointSetup:
     seminorm: bool
     interpolated: bool = False
     time_sign: float | None = None
+    sample_times: torch.Tensor | None = None
 
 
 def checkpoint_grid(times: list[float], checkpoints: int) -> tuple[list[float], list[int]]:
@@ -80,7 +86,8 @@ class ContinuousAdjoint(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, setup: AdjointSetup, y0, t, *params):
-        ys = torch.stack(setup.forward.ys)
+        ys = setup.forward.ys
+        ys = ys if torch.is_tensor(ys) else torch.stack(ys)
         ctx.setup = setup
         ctx.save_for_backward(ys, *params)
         return ys[setup.outputs]
@@ -123,7 +130,8 @@ def _backward_pass(setup: AdjointSetup, ys, grads, params):
     sizes = [p.numel() for p in params]
     n_params = sum(sizes)
     f = setup.f
-    dense = setup.forward.dense
+    dense = setup.forward.dense if setup.interpolated else None
+    grid = setup.grid
 
     def vjp(s: float, y: torch.Tensor, a: torch.Tensor):
         """``F(s, y)`` and the flat pieces of ``a . dF/d(y, theta)``."""
@@ -141,24 +149,46 @@ def _backward_pass(setup: AdjointSetup, ys, grads, params):
     if setup.interpolated:
         lead = 0
 
-        def aug_f(tau, z):
-            _, parts = vjp(-tau, dense(-tau).reshape(-1), z[:n])
-            return torch.cat(parts)
+        def interval_field(k):
+            def aug_f(tau, z):
+                _, parts = vjp(-tau, dense(-tau).reshape(-1), z[:n])
+                return torch.cat(parts)
+
+            return aug_f, -grid[k], -grid[k - 1]
+    elif setup.sample_times is None:
+        lead = n
+
+        def interval_field(k):
+            def aug_f(tau, z):
+                fy, parts = vjp(-tau, z[:n], z[n : 2 * n])
+                return torch.cat([fy.reshape(-1).neg(), *parts])
+
+            return aug_f, -grid[k], -grid[k - 1]
     else:
         lead = n
 
-        def aug_f(tau, z):
-            fy, parts = vjp(-tau, z[:n], z[n : 2 * n])
-            return torch.cat([fy.reshape(-1).neg(), *parts])
+        def interval_field(k):
+            # In u = (s - s_lo) / (s_hi - s_lo): dy/du = dt * F, and the adjoint's vjp is taken
+            # against dt * a, which also weights each sample's share of the parameter gradient.
+            s_lo, s_hi = setup.sample_times[:, k - 1], setup.sample_times[:, k]
+            dt = (s_hi - s_lo).to(ys.dtype).view(-1, *([1] * (len(shape) - 1)))
+
+            def aug_f(tau, z):
+                s = torch.addcmul(s_lo, s_hi - s_lo, torch.full_like(s_lo, -tau))
+                a = (z[n : 2 * n].view(shape) * dt).reshape(-1)
+                fy, parts = vjp(s, z[:n], a)
+                return torch.cat([(fy * dt).reshape(-1).neg(), *parts])
+
+            return aug_f, -1.0, 0.0
 
     run = setup.make_backward(_augmented_norm(setup, shape, n, lead, sizes))
     a = ys.new_zeros(n)
     g = ys.new_zeros(n_params)
-    grid = setup.grid
     for k in range(len(grid) - 1, 0, -1):
         a = a + grads[k].reshape(-1)
         z = torch.cat([a, g]) if setup.interpolated else torch.cat([ys[k].reshape(-1), a, g])
-        z = run(aug_f, z, -grid[k], -grid[k - 1])
+        aug_f, start, end = interval_field(k)
+        z = run(aug_f, z, start, end)
         a, g = z[lead : lead + n], z[lead + n :]
     param_grads = [p.view_as(x) for p, x in zip(torch.split(g, sizes), params)]
     return a, param_grads
@@ -190,15 +220,15 @@ def _augmented_norm(setup: AdjointSetup, shape, n: int, lead: int, sizes: list[i
     return norm
 
 
-def backward_failure(err: SolverError, user_start: float, user_end: float) -> SolverError:
-    """The same failure, said to be in the backward (adjoint) solve, in the user's times."""
+def backward_failure(err: SolverError, where: str, t: float | None = None) -> SolverError:
+    """The same failure, said to be in the backward (adjoint) solve, ``where`` in user terms."""
     partial = err.partial
     why = partial.status.message if isinstance(partial, LoopResult) else str(err)
     return SolverError(
-        f"the backward (adjoint) solve from t = {user_start:.6g} to t = {user_end:.6g} failed: "
+        f"the backward (adjoint) solve {where} failed: "
         f"{why}. Tighten the forward tolerances, loosen adjoint_rtol/adjoint_atol, raise the "
         "step budget, or restart the backward solve from checkpoints.",
-        t=user_start,
+        t=t,
     )
 
 
@@ -240,8 +270,15 @@ def run_native_adjoint(
     strategy: str,
 ) -> LoopResult:
     """``kutta.solve``'s adjoint strategies: a forward solve, then ContinuousAdjoint."""
-    check_shared_call(call, strategy)
     _scalar_tolerances(call.controller)
+    if call.driver is integrate_per_sample:
+        if checkpoints or interpolated:
+            raise InvalidArgumentError(
+                f"{strategy} with checkpoints or interpolation supports batch_mode='shared' "
+                "only; use kutta.Adjoint() (plain backsolve) or kutta.Backprop for per_sample"
+            )
+        return _run_per_sample_adjoint(call, find_params(call.func, params, "params"), seminorm)
+    check_shared_call(call, strategy)
     params = find_params(call.func, params, "params")
     times = call.times.tolist()
     grid, outputs = checkpoint_grid(times, checkpoints)
@@ -271,7 +308,8 @@ def run_native_adjoint(
                     aug_f, z, span, call.method, controller, back_cfg, call.counter
                 )
             except SolverError as err:
-                raise backward_failure(err, -tau_start, -tau_end) from None
+                where = f"from solver time {-tau_start:.6g} to {-tau_end:.6g}"
+                raise backward_failure(err, where, -tau_start) from None
             return res.ys[-1]
 
         return run
@@ -293,11 +331,59 @@ def run_native_adjoint(
     return result
 
 
-def _copy_with_norm(controller: Any, norm: Callable) -> Any:
+def _run_per_sample_adjoint(call: LoopCall, params, seminorm: bool) -> PerSampleResult:
+    """Per-sample forward; one shared backward solve per output interval (see ``sample_times``)."""
+    with torch.no_grad():
+        forward = call(y0=call.y0.detach())
+    if bool((forward.status != int(Status.SUCCESS)).any()):
+        return forward
+    batch = call.y0.shape[0]
+    times = call.times.expand(batch, -1) if call.times.dim() == 1 else call.times
+    step_size = call.cfg.step_size
+    if step_size is not None:
+        # In u the widest sample's interval has the forward's step; the others get smaller ones.
+        step_size = step_size / float((times[:, 1:] - times[:, :-1]).max())
+    back_cfg = dataclasses.replace(
+        call.cfg, first_step=None, step_size=step_size, dense=False, raise_on_failure=True
+    )
+
+    def make_backward(norm: Callable) -> BackwardRun:
+        controller = _copy_with_norm(call.controller, norm, per_sample=False)
+        span = torch.tensor([-1.0, 0.0], dtype=torch.float64)
+
+        def run(aug_f, z, tau_start, tau_end):
+            try:
+                res = integrate_shared(
+                    aug_f, z, span, call.method, controller, back_cfg, call.counter
+                )
+            except SolverError as err:
+                raise backward_failure(err, "over one output interval (per-sample mode)") from None
+            return res.ys[-1]
+
+        return run
+
+    n_times = times.shape[1]
+    setup = AdjointSetup(
+        f=call.f,
+        grid=[float(i) for i in range(n_times)],
+        outputs=list(range(n_times)),
+        forward=forward,
+        make_backward=make_backward,
+        state_norm=rms_norm,
+        seminorm=seminorm,
+        sample_times=times,
+    )
+    ys = ContinuousAdjoint.apply(setup, call.y0, None, *params)
+    return dataclasses.replace(forward, ys=ys)
+
+
+def _copy_with_norm(controller: Any, norm: Callable, per_sample: bool | None = None) -> Any:
     import copy
 
     out = copy.copy(controller)
     out.norm = norm
+    if per_sample is not None:
+        out._per_sample = per_sample
     return out
 
 
