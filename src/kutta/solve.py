@@ -100,6 +100,15 @@ def solve(
             raise InvalidArgumentError(f"span must be (t0, t1), got {span!r}")
         t_eval = torch.tensor([float(span[0]), float(span[1])], dtype=torch.float64)
     m = _resolve_method(method)
+    if step_size is not None and m.adaptive:
+        raise InvalidArgumentError(
+            f"step_size is for fixed-step methods and {m.name} is adaptive; for constant steps "
+            f"use controller=kutta.ConstantController() and dt0={step_size}"
+        )
+    if dt0 is not None and not m.adaptive:
+        raise InvalidArgumentError(
+            f"dt0 is for adaptive methods and {m.name} takes fixed steps; use step_size"
+        )
     per_sample = batch_mode == "per_sample"
     if controller is None:
         controller = PIDController() if m.adaptive else ConstantController()
