@@ -257,3 +257,10 @@ def test_per_sample_nan_from_the_start_fails_that_sample_at_once():
     assert sol.status.tolist() == [kutta.Status.SUCCESS, kutta.Status.NONFINITE]
     assert int(sol.stats["n_steps"][1]) == 1
     assert float(sol.ys[-1, 0, 0]) == pytest.approx(torch.exp(torch.tensor(-1.0)).item(), rel=1e-6)
+
+
+def test_step_size_with_an_adaptive_method_and_dt0_with_a_fixed_one_are_errors():
+    with pytest.raises(kutta.InvalidArgumentError, match="step_size is for fixed-step methods"):
+        kutta.solve(decay, torch.ones(1), T, method=kutta.Dopri5(), step_size=0.1)
+    with pytest.raises(kutta.InvalidArgumentError, match="dt0 is for adaptive methods"):
+        kutta.solve(decay, torch.ones(1), T, method="rk4", dt0=0.1)
