@@ -4,6 +4,9 @@ A strategy wraps the solve loop: ``strategy.run(call) -> LoopResult`` where ``ca
 :class:`LoopCall` (calling it runs the solve once). ``Backprop`` records the solver's operations;
 ``Adjoint`` (backsolve, optionally with checkpoints and the seminorm), ``InterpolatedAdjoint``
 and ``RecursiveCheckpoint`` re-run the loop inside their own ``torch.autograd.Function``.
+Those three support ``batch_mode="shared"``; ``Adjoint()`` without checkpoints also
+``"per_sample"``. What a strategy cannot do (events, per-sample checkpoints) is refused before
+the solve runs.
 """
 
 from .adjoint import Adjoint, InterpolatedAdjoint

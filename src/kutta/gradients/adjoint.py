@@ -391,6 +391,11 @@ def _copy_with_norm(controller: Any, norm: Callable, per_sample: bool | None = N
 class Adjoint:
     """The continuous backsolve adjoint: O(1) memory in the number of steps.
 
+    Works in both batch modes. In ``per_sample`` mode the forward solve steps every sample on its
+    own; the backward solve covers all samples' intervals at once (each rescaled to [0, 1]) with
+    one shared parameter-gradient accumulator, so its cost does not grow with per-sample copies
+    of the parameters.
+
     Args:
         seminorm: leave the parameter-gradient channels out of the backward error norm
             (Kidger, Chen & Lyons 2021); usually far fewer backward steps, same accuracy.
