@@ -128,6 +128,7 @@ class NonlinearAdditive(ksde.SDEIto):
         return torch.full((y.shape[0], 1, 1), 0.8, dtype=y.dtype)
 
 
+@pytest.mark.slow
 def test_srk_strong_order_for_nonlinear_additive_noise():
     # No closed form exists for a nonlinear drift with additive noise: the reference is SRK
     # itself with dt = 2^-13 on the same path (its error, ~1e-7, is far below the errors fitted).
