@@ -364,7 +364,7 @@ def run_training(quick: bool, repeats: int) -> dict:
                 loss = (pred - target).abs().mean()
                 loss.backward()
                 opt.step()
-            losses[name] = float(loss)
+            losses[name] = float(loss.detach())
 
         return run
 
