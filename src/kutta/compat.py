@@ -95,6 +95,7 @@ def _build(func, y0, t, rtol, atol, method, options, event_fn):
     first = options.get("first_step")
     cfg = LoopConfig(
         max_steps=int(options.get("max_num_steps", 2**31 - 1)),
+        max_steps_per_output=True,
         first_step=None if first is None else abs(float(first)),
         step_size=None if options.get("step_size") is None else abs(float(options["step_size"])),
         grid=grid,

@@ -31,6 +31,9 @@ class LoopConfig:
     """What the loop needs besides the method and the controller (all in forward time)."""
 
     max_steps: int = 2**31 - 1
+    # torchdiffeq counts max_num_steps per output interval (steps since the last output time
+    # was passed), not in total
+    max_steps_per_output: bool = False
     first_step: float | None = None
     step_size: float | None = None  # fixed-step methods: the grid spacing (None: output times)
     grid: torch.Tensor | None = None  # fixed-step methods: an explicit grid (overrides step_size)
@@ -122,6 +125,7 @@ def integrate_shared(
     n_acc = n_rej = 0
     stop_i = 0
     after_jump = None  # set after landing on a jump: sample f on its far side until a step is taken
+    budget_start = 0  # steps taken before the current budget (see max_steps_per_output)
     max_h = controller.dt_max
 
     def fail(status: Status, msg: str) -> LoopResult:
@@ -137,10 +141,12 @@ def integrate_shared(
     while next_out < n_out or terminal_event:
         if stop_i >= len(stops):
             break
-        if n_acc + n_rej >= cfg.max_steps:
+        if n_acc + n_rej - budget_start >= cfg.max_steps:
+            per_output = " (per output interval)" if cfg.max_steps_per_output else ""
             return fail(
                 Status.MAX_STEPS,
-                f"max_num_steps = {cfg.max_steps} exhausted at t = {_fmt(t)} before reaching "
+                f"max_num_steps = {cfg.max_steps}{per_output} exhausted at t = {_fmt(t)} "
+                "before reaching "
                 f"t = {_fmt(out_times[min(next_out, n_out - 1)])}; partial results are attached "
                 "(SolverError.partial). Raise max_num_steps or loosen the tolerances.",
             )
@@ -190,6 +196,8 @@ def integrate_shared(
             else:
                 ys.append(method.interpolate(res.dense, (te - t) / h_try))
             next_out += 1
+            if cfg.max_steps_per_output:
+                budget_start = n_acc + n_rej + 1  # this step counts towards the interval it ends
         if dense_steps is not None:
             dense_steps.append(t, h_try, res.dense)
 
