@@ -178,7 +178,8 @@ def test_step_size_underflow_at_machine_precision():
 def test_max_num_steps_exhausted():
     t = torch.linspace(0.0, 10.0, 11, dtype=F64)
     with pytest.raises(
-        kutta.SolverError, match=r"max_num_steps = 5 exhausted at t = [0-9.]+ before reaching t = "
+        kutta.SolverError,
+        match=r"max_num_steps = 5 \(per output interval\) exhausted at t = [0-9.]+ before reaching",
     ) as info:
         odeint(decay, torch.ones(1, dtype=F64), t, method="dopri5", options={"max_num_steps": 5})
     err = info.value

@@ -363,3 +363,26 @@ def test_gradient_with_respect_to_the_output_times(times):
     (their_grad,) = torch.autograd.grad(theirs.sum(), t_theirs)
     torch.testing.assert_close(grad_t, their_grad, rtol=1e-7, atol=1e-7)
     torch.testing.assert_close(ys, theirs, rtol=1e-8, atol=0)
+
+
+def test_max_num_steps_counts_per_output_interval_like_torchdiffeq():
+    """torchdiffeq's budget restarts at every output time: the same smallest budget works
+    (on exponential decay, where both take the very same steps)."""
+    t = torch.linspace(0.0, 10.0, 11, dtype=F64)
+    y0 = torch.tensor([1.0, 2.0], dtype=F64)
+
+    def smallest_working_budget(odeint_fn, error_types):
+        for budget in range(1, 30):
+            try:
+                odeint_fn(Decay(), y0, t, method="dopri5", options={"max_num_steps": budget})
+            except error_types:
+                continue
+            return budget
+        return None
+
+    ours = smallest_working_budget(odeint, kutta.SolverError)
+    theirs = smallest_working_budget(torchdiffeq.odeint, AssertionError)
+    assert ours == theirs and ours is not None
+    # many output times: far more steps in total than the budget, fine per interval
+    many = torch.linspace(0.0, 10.0, 201, dtype=F64)
+    odeint(Decay(), y0, many, method="dopri5", options={"max_num_steps": ours})
