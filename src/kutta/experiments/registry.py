@@ -20,6 +20,7 @@ BUILTIN_MODULES = (
     "kutta.experiments.periodic",
     "kutta.experiments.spiral_latent",
     "kutta.experiments.cnf_2d",
+    "kutta.experiments.latent_sde",
 )
 
 _REGISTRY: dict[str, type[Experiment]] = {}
