@@ -1,4 +1,7 @@
-"""A live progress bar for training: epoch, step, loss, NFE per step and time remaining."""
+"""A live progress bar for training: epoch, step, loss, NFE per step and time remaining.
+
+Loss, NFE and the latest validation value refresh at every logged step (``train.log_every``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
@@ -30,14 +32,13 @@ class ProgressHook(Hook):
             return
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
             TextColumn("NFE/step {task.fields[nfe]}"),
             TextColumn("{task.fields[extra]}"),
-            TimeElapsedColumn(),
             TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TimeRemainingColumn(compact=True),
             console=self.console,
             transient=False,
         )
