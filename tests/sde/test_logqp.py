@@ -59,3 +59,23 @@ def test_logqp_matches_the_ou_path_kl(noise_type):
         abs(log_ratio[0].mean().item() - first_quarter)
         < 4 * log_ratio[0].std().item() / math.sqrt(n) + 0.02 * first_quarter
     )
+
+
+def test_logqp_gradients_through_the_adjoint_match_backprop():
+    class Learnable(Posterior):
+        def __init__(self):
+            super().__init__("diagonal")  # constant diagonal g: the Itô correction must vanish
+            self.rate = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+
+        def f(self, t, y):
+            return -self.rate * y
+
+    sde = Learnable()
+    y0 = torch.full((64, 1), X0, dtype=torch.float64)
+    bm = ksde.BrownianInterval(0.0, 1.0, size=(64, 2), dtype=torch.float64, entropy=0)
+    grads = []
+    for solver in (ksde.sdeint, ksde.sdeint_adjoint):
+        ys, log_ratio = solver(sde, y0, [0.0, 1.0], bm=bm, method="euler", dt=2.0**-8, logqp=True)
+        (grad,) = torch.autograd.grad(log_ratio.sum() + ys.sum(), [sde.rate])
+        grads.append(grad.item())
+    assert abs(grads[0] - grads[1]) < 0.02 * abs(grads[0])

@@ -326,3 +326,21 @@ def test_torchsde_style_code_runs_unchanged():
     assert sde.mu.weight.grad is not None and torch.isfinite(sde.mu.weight.grad).all()
     tree = torchsde.BrownianTree(t0=0.0, w0=torch.zeros(5, 2), t1=1.0)
     assert torchsde.sdeint(sde, y0, ts, bm=tree, method="euler", dt=0.05).shape == (20, 5, 3)
+
+
+def test_milstein_with_constant_diagonal_noise_reduces_to_euler():
+    class Constant(ksde.SDEIto):
+        def __init__(self):
+            super().__init__(noise_type="diagonal")
+
+        def f(self, t, y):
+            return -y
+
+        def g(self, t, y):
+            return torch.full_like(y, 0.3)
+
+    y0 = torch.ones(4, 2, dtype=torch.float64)
+    bm = ksde.BrownianInterval(0.0, 1.0, size=(4, 2), dtype=torch.float64, entropy=0)
+    milstein = ksde.sdeint(Constant(), y0, [0.0, 1.0], bm=bm, method="milstein", dt=0.1)
+    euler = ksde.sdeint(Constant(), y0, [0.0, 1.0], bm=bm, method="euler", dt=0.1)
+    torch.testing.assert_close(milstein, euler)

@@ -159,6 +159,8 @@ class SDEView:
         with torch.enable_grad():
             y_in = y if y.requires_grad else y.detach().requires_grad_(True)
             g_at = g_at_y if g_at_y is not None else self.g(t, y_in)
+            if not g_at.requires_grad:  # g depends on neither y nor parameters
+                return torch.zeros_like(y)
             if self.diagonal:
                 (out,) = torch.autograd.grad(
                     g_at, y_in, g_at * v, create_graph=create_graph, allow_unused=True
@@ -187,6 +189,8 @@ class SDEView:
                 g_at = torch.diag_embed(g_at)
             directions = torch.matmul(g_at, area)  # column l: Σ_k g_k A_kl
             total = torch.zeros_like(y)
+            if not g_at.requires_grad:  # g depends on neither y nor parameters
+                return total
             for col in range(g_at.shape[-1]):
                 column = g_at[..., col]
                 cotangent = torch.zeros_like(column, requires_grad=True)
