@@ -10,7 +10,9 @@ t from 0 to 10 (only the end point is output), float32, random seeded y0 at batc
 grad, so every call records the autograd graph). "kutta" is the drop-in ``kutta.odeint`` (the
 issue's targets are checked on it); "kutta.solve PI" is the native API with its default
 ``PIController`` gains, shown for reference. scipy's RK45 runs on the flattened state through
-a numpy wrapper (inference only). All libraries run in one process, timed round-robin, one thread.
+a numpy wrapper (inference only). All libraries run in one process, timed round-robin, one thread;
+the bare field calls (as many as kutta's NFE) are one more entry in that round-robin, so machine
+load changes the numerator and the denominator of the overhead alike.
 
     .venv/bin/python benchmarks/bench_ode_overhead.py            # full run (about a minute)
     .venv/bin/python benchmarks/bench_ode_overhead.py --quick    # smoke test (seconds)
@@ -29,7 +31,6 @@ from common import (  # noqa: E402
     MLPField,
     base_parser,
     fmt,
-    per_call_seconds,
     pin_one_thread,
     print_machine_notes,
     ratio,
@@ -51,6 +52,7 @@ import kutta  # noqa: E402
 RTOL, ATOL = 1e-6, 1e-8
 TARGETS = {16: 1.5, 1024: 1.1}  # kutta overhead targets per batch size (issue 2)
 WALL_TARGET_VS_TORCHDIFFEQ = 0.35  # at batch 16
+BARE = "bare field calls"
 
 
 def _solvers(field: torch.nn.Module, y0: torch.Tensor, t: torch.Tensor, rtol: float, atol: float):
@@ -119,13 +121,24 @@ def measure(batch: int, grad: bool, repeats: int, t_end: float, rtol: float, ato
         counted = _solvers(field, y0, t, rtol, atol)
         if grad:
             del fns["scipy RK45"]  # scipy cannot carry gradients
-        bare_wall, bare_cpu = per_call_seconds(lambda: field_module(t[0], y0))
-        timings = time_interleaved(fns, repeats=repeats, warmup=1)
         finals, nfes = {}, {}
         for name in fns:
             field.calls = 0
             finals[name] = counted[name]().detach().double()
             nfes[name] = field.calls
+
+        # The bare calls are timed in the same round-robin as the solves (as many calls as
+        # kutta's NFE), so a change in machine load affects the denominator and the numerators
+        # alike.
+        n_bare = max(nfes["kutta"], 1)
+
+        def bare_calls():
+            for _ in range(n_bare):
+                field_module(t[0], y0)
+
+        timings = time_interleaved({**fns, BARE: bare_calls}, repeats=repeats, warmup=1)
+        bare = timings.pop(BARE)
+        bare_wall, bare_cpu = bare.wall / n_bare, bare.cpu / n_bare
     reference = finals["scipy RK45"] if "scipy RK45" in finals else finals["torchdiffeq"]
     rows = []
     for name, timing in timings.items():
