@@ -67,7 +67,8 @@ def test_gradcheck_of_steps_per_sample(name):
     )
 
 
-@pytest.mark.parametrize("name", ["rodas5", "kvaerno5"])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rodas5", "kvaerno5", "bdf"])
 def test_gradient_of_an_adaptive_stiff_solve_matches_finite_differences(name):
     """d y(1) / d log k for Robertson through kutta.solve (Backprop) vs central differences.
 

@@ -27,7 +27,7 @@ import torch
 
 from ..base import StepResult, VectorField
 from .common import ImplicitMethod
-from .linalg import Factorization, newton_matrix, rms, to_blocks
+from .linalg import Factorization, gmres, jvp_matvec, newton_matrix, rms, to_blocks
 from .newton import newton, roundoff_floor, with_implicit_gradient
 
 MAX_ORDER = 5
@@ -135,7 +135,8 @@ class BDF(ImplicitMethod):
         order = torch.ones(n_blocks, **long)
         h_of_D = torch.ones(n_blocks, dtype=y0.dtype, device=y0.device)
         steps_at_order = torch.zeros(n_blocks, **long)
-        jac = torch.zeros(n_blocks, n, n, dtype=y0.dtype, device=y0.device)
+        m = 0 if self.krylov_dim is not None else n  # matrix-free: no Jacobian kept
+        jac = torch.zeros(n_blocks, m, m, dtype=y0.dtype, device=y0.device)
         stale = torch.ones(n_blocks, dtype=torch.bool, device=y0.device)
         return (D, order, h_of_D, steps_at_order, jac, stale)
 
@@ -159,8 +160,8 @@ class BDF(ImplicitMethod):
         h_blocks = h[:, 0] if isinstance(h, torch.Tensor) else torch.full_like(h_of_D, h)
         D = torch.einsum("bij,bjn->bin", _rescale_matrix(h_blocks / h_of_D, order), D)
 
-        fresh = torch.zeros_like(stale)
-        if bool(stale.any()):
+        fresh = torch.ones_like(stale) if self.krylov_dim is not None else torch.zeros_like(stale)
+        if bool((stale & ~fresh).any()):
             jac, fresh = self._refresh(f, t, y, jac, stale), stale
         attempt = self._attempt(f, t, y, h, D, order, jac)
         retry = ~attempt[2] & ~fresh
@@ -207,8 +208,6 @@ class BDF(ImplicitMethod):
         alpha = self._alpha[order][:, None]  # (B, 1)
         psi = torch.einsum("br,brn->bn", weights, D) / alpha
         c = h / alpha  # (B, 1)
-        lu = Factorization(newton_matrix(jac, c))
-        self.stats["n_lu"] += 1
         g = self._block_fn(f, self._stage_time(t, 1.0, h), shape, layout)
 
         def phi(d):
@@ -219,12 +218,16 @@ class BDF(ImplicitMethod):
 
         scale = self._error_scale.blocks(y.detach(), layout)
         floor = roundoff_floor(scale, y_pred.detach(), self.newton_tol)
-        res = newton(
-            phi, torch.zeros_like(y_pred), lu.solve, floor, self.newton_tol, self.max_iters
-        )
+        if self.krylov_dim is None:
+            lu = Factorization(newton_matrix(jac, c))
+            self.stats["n_lu"] += 1
+            solve, ok = (lambda r, z: lu.solve(r)), lu.ok
+        else:
+            solve, ok = (lambda r, z: gmres(jvp_matvec(phi, z), r, self.krylov_dim)), True
+        res = newton(phi, torch.zeros_like(y_pred), solve, floor, self.newton_tol, self.max_iters)
         self.stats["n_newton_iters"] += res.iterations
-        d = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian)
-        return d, y_pred + d, lu.ok & res.converged, res.rate
+        d = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian, self.krylov_dim)
+        return d, y_pred + d, res.converged & ok, res.rate
 
     def _choose_order(self, D_new, k, steps, err, y_new, y):
         """Per block: after ``k + 1`` steps at order ``k``, move to ``k - 1`` or ``k + 1`` if its

@@ -38,11 +38,15 @@ class ImplicitMethod(Method):
         independent_batch: in shared mode, treat the leading dimension of the state as
             independent systems (block-diagonal Jacobian). Off by default for torchdiffeq's
             semantics, where every element may couple to every other.
+        krylov_dim: Newton-based methods (ESDIRK, BDF) only: solve Newton's linear systems
+            matrix-free by this many GMRES steps on Jacobian-vector products (Newton–Krylov),
+            forming no Jacobian, for large states. None (default): dense LU of the blocks.
     """
 
     jac: JacFn | None = None
     jacobian: str = "autograd"
     independent_batch: bool = False
+    krylov_dim: int | None = None
 
     def __post_init__(self) -> None:
         check_layout("coupled", self.jacobian)

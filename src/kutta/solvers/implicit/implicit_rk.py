@@ -25,9 +25,10 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ...errors import InvalidArgumentError
 from ..base import StepResult, VectorField
 from .common import ImplicitMethod
-from .linalg import Factorization, newton_matrix, to_blocks
+from .linalg import Factorization, gmres, jvp_matvec, newton_matrix, to_blocks
 from .newton import newton, roundoff_floor, with_implicit_gradient
 from .tableaus import DIRKTableau
 
@@ -95,6 +96,10 @@ class ImplicitRK(ImplicitMethod):
         self.error_order = (
             tab.error_order if (self.adaptive_step and tab.b_err is not None) else None
         )
+        if self.krylov_dim is not None and not tab.diagonally_implicit:
+            raise InvalidArgumentError(
+                f"{tab.name}: krylov_dim is available for the diagonally implicit methods and bdf"
+            )
         if self.max_iters is None:
             self.max_iters = 10 if self.adaptive else 100
         self._hermite = tab.explicit_first_stage and tab.stiffly_accurate and tab.c[-1] == 1.0
@@ -116,7 +121,8 @@ class ImplicitRK(ImplicitMethod):
         y_b = to_blocks(y0, self._layout_name)
         n_blocks = y_b.shape[0]
         stale = torch.ones(n_blocks, dtype=torch.bool, device=y0.device)
-        jac = torch.zeros(n_blocks, y_b.shape[1], y_b.shape[1], dtype=y0.dtype, device=y0.device)
+        n = 0 if self.krylov_dim is not None else y_b.shape[1]  # matrix-free: no Jacobian kept
+        jac = torch.zeros(n_blocks, n, n, dtype=y0.dtype, device=y0.device)
         f0 = f(t0, y0) if self.tableau.explicit_first_stage else torch.zeros_like(y0)
         return (f0, jac, stale)
 
@@ -127,8 +133,8 @@ class ImplicitRK(ImplicitMethod):
         f0, jac, stale = state
         if self.tableau.explicit_first_stage and bool(torch.isnan(f0).any()):
             f0 = f(t, y)  # after a discontinuity the cached derivative is stale
-        fresh = torch.zeros_like(stale)
-        if bool(stale.any()):
+        fresh = torch.ones_like(stale) if self.krylov_dim is not None else torch.zeros_like(stale)
+        if bool((stale & ~fresh).any()):
             jac, fresh = self._refresh(f, t, y, jac, stale), stale
         attempt = self._attempt(f, t, y, h, f0, jac)
         retry = ~attempt.converged & ~fresh
@@ -167,6 +173,12 @@ class ImplicitRK(ImplicitMethod):
         new = self._jacobian(f, t, y.detach(), self._layout_name).detach()
         return torch.where(which[:, None, None], new, jac)
 
+    def _linear_solver(self, lu: Factorization | None, phi):
+        """``(r, z) -> (I - dphi/dz)^-1 r``: by the chord LU, or by GMRES on JVPs at ``z``."""
+        if lu is not None:
+            return lambda r, z: lu.solve(r)
+        return lambda r, z: gmres(jvp_matvec(phi, z), r, self.krylov_dim)
+
     def _attempt(self, f, t, y, h, f0, jac) -> _Attempt:
         if self.tableau.diagonally_implicit:
             return self._attempt_dirk(f, t, y, h, f0, jac)
@@ -177,9 +189,12 @@ class ImplicitRK(ImplicitMethod):
         y_b = to_blocks(y, layout)
         scale = self._error_scale.blocks(y.detach(), layout)
         hg = h * tab.diagonal
-        lu = Factorization(newton_matrix(jac, hg))
-        self.stats["n_lu"] += 1
-        converged = lu.ok.clone()
+        lu = None
+        converged = torch.ones(y_b.shape[0], dtype=torch.bool, device=y.device)
+        if self.krylov_dim is None:
+            lu = Factorization(newton_matrix(jac, hg))
+            self.stats["n_lu"] += 1
+            converged = lu.ok.clone()
         rate = torch.zeros(y_b.shape[0], dtype=y.dtype, device=y.device)
         eta = None
         k: list[torch.Tensor] = []
@@ -202,18 +217,21 @@ class ImplicitRK(ImplicitMethod):
                 return hg * g(base.detach() + d)
 
             floor = roundoff_floor(scale, base.detach(), self.newton_tol)
-            res = newton(phi, guess.detach(), lu.solve, floor, self.newton_tol, self.max_iters, eta)
+            solve = self._linear_solver(lu, phi)
+            res = newton(phi, guess.detach(), solve, floor, self.newton_tol, self.max_iters, eta)
             self.stats["n_newton_iters"] += res.iterations
             converged = converged & res.converged
             rate = torch.maximum(rate, res.rate)
             eta = _next_eta(res.rate, y.dtype)
-            d = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian)
+            d = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian, self.krylov_dim)
             k.append(d / hg)
         stages = torch.stack(k)
         y_new = y_b + h * torch.tensordot(self._b, stages, dims=1)
         err = None
         if self.adaptive:
-            err = lu.solve(h * torch.tensordot(self._b_err, stages, dims=1))
+            err = h * torch.tensordot(self._b_err, stages, dims=1)
+            if lu is not None:  # the Hosea-Shampine filter; matrix-free solves skip it
+                err = lu.solve(err)
             converged = converged & torch.isfinite(err).all(dim=1)
         return _Attempt(y_new, err, k, converged, rate)
 
@@ -245,7 +263,9 @@ class ImplicitRK(ImplicitMethod):
 
         guess = torch.zeros(n_blocks, s * n, dtype=y.dtype, device=y.device)
         floor = roundoff_floor(scale, y_b.detach().repeat(1, s), self.newton_tol)
-        res = newton(phi, guess, lu.solve, floor, self.newton_tol, self.max_iters)
+        res = newton(
+            phi, guess, self._linear_solver(lu, phi), floor, self.newton_tol, self.max_iters
+        )
         self.stats["n_newton_iters"] += res.iterations
         w = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian)
         # h k = A^-1 Z: the stage derivatives without evaluating f again.

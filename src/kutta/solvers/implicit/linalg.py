@@ -140,3 +140,46 @@ def check_layout(layout: str, jacobian: str) -> None:
         from ...errors import UnknownNameError
 
         raise UnknownNameError("jacobian mode", jacobian, JACOBIAN_MODES)
+
+
+def gmres(matvec: BlockFn, rhs: torch.Tensor, dim: int) -> torch.Tensor:
+    """Solve ``A x = rhs`` per block by ``dim`` steps of (unrestarted) GMRES from ``x = 0``.
+
+    ``matvec`` applies the block-diagonal ``A`` to ``(B, n)``; only products are needed, so
+    ``A`` can be ``I - c J`` applied through Jacobian-vector products, never formed. With
+    ``dim >= n`` the solve is exact up to roundoff; fewer steps give an inexact Newton step.
+
+    Example:
+        >>> a = torch.tensor([[[2.0, 1.0], [0.0, 3.0]]])
+        >>> x = gmres(lambda v: torch.einsum("bij,bj->bi", a, v), torch.tensor([[3.0, 3.0]]), 2)
+        >>> [round(float(v), 6) for v in x[0]]
+        [1.0, 1.0]
+    """
+    n_blocks, n = rhs.shape
+    dim = max(1, min(dim, n))
+    beta = torch.linalg.vector_norm(rhs, dim=1)
+    tiny = torch.finfo(rhs.dtype).tiny
+    basis = [rhs / beta.clamp_min(tiny)[:, None]]
+    hessenberg = rhs.new_zeros(n_blocks, dim + 1, dim)
+    for j in range(dim):
+        w = matvec(basis[j])
+        for i, v in enumerate(basis):  # modified Gram-Schmidt
+            coeff = (w * v).sum(dim=1)
+            hessenberg[:, i, j] = coeff
+            w = w - coeff[:, None] * v
+        norm = torch.linalg.vector_norm(w, dim=1)
+        hessenberg[:, j + 1, j] = norm
+        basis.append(w / norm.clamp_min(tiny)[:, None])
+    target = rhs.new_zeros(n_blocks, dim + 1, 1)
+    target[:, 0, 0] = beta
+    coeffs = torch.linalg.lstsq(hessenberg, target).solution[:, :, 0]  # (B, dim)
+    return torch.einsum("bk,kbn->bn", coeffs, torch.stack(basis[:dim]))
+
+
+def jvp_matvec(phi: BlockFn, z: torch.Tensor) -> BlockFn:
+    """``v -> v - (dphi/dz) v`` at ``z``, by forward-mode autograd."""
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        return v - torch.func.jvp(phi, (z,), (v,))[1]
+
+    return matvec

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from .linalg import block_jacobian, rms
+from .linalg import block_jacobian, gmres, rms
 
 BlockFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -43,7 +43,8 @@ def newton(
     max_iters: int,
     eta: torch.Tensor | None = None,
 ) -> NewtonResult:
-    """Solve ``z = phi(z)`` per block from ``z0``; ``solve(r)`` applies ``(I - dphi/dz)^-1``.
+    """Solve ``z = phi(z)`` per block from ``z0``; ``solve(r, z)`` applies (an approximation of)
+    ``(I - dphi/dz)^-1`` at the iterate ``z``.
 
     ``eta`` (per block) is the factor ``rate / (1 - rate)`` expected from the previous solve;
     with it a first correction that is already small enough ends the iteration (Hairer's
@@ -51,7 +52,7 @@ def newton(
 
     Example:
         >>> phi = lambda z: 0.5 * torch.cos(z)
-        >>> res = newton(phi, torch.zeros(1, 1), lambda r: r / 1.2, torch.ones(1, 1), 1e-10, 20)
+        >>> res = newton(phi, torch.zeros(1, 1), lambda r, z: r / 1.2, torch.ones(1, 1), 1e-10, 20)
         >>> bool(res.converged.all()), round(float(res.z), 6)
         (True, 0.450184)
     """
@@ -67,7 +68,7 @@ def newton(
         previous = None
         iterations = 0
         for iterations in range(1, max_iters + 1):  # noqa: B007 -- the count is returned
-            dz = solve(phi(z) - z)
+            dz = solve(phi(z) - z, z)
             size = rms(dz, scale)
             if previous is None:
                 estimate = first_eta * size
@@ -100,7 +101,7 @@ def _newton_one_block(phi, z, solve, scale, tol, max_iters, eta) -> NewtonResult
     first_eta = 1.0 if eta is None else float(eta)
     iterations = 0
     for iterations in range(1, max_iters + 1):  # noqa: B007 -- the count is returned
-        dz = solve(phi(z) - z)
+        dz = solve(phi(z) - z, z)
         size = float(rms(dz, scale))
         if not math.isfinite(size):
             break
@@ -124,25 +125,28 @@ class _ImplicitSolution(torch.autograd.Function):
     """Identity on the solution forward; ``(I - dphi/dz)^-T`` on the gradient backward."""
 
     @staticmethod
-    def forward(ctx, z_star, phi_at_solution, residual_matrix):
-        ctx.residual_matrix = residual_matrix
+    def forward(ctx, z_star, phi_at_solution, transposed_solve):
+        ctx.transposed_solve = transposed_solve
         return z_star.clone()
 
     @staticmethod
     def backward(ctx, grad):
-        matrix = ctx.residual_matrix()
-        v = torch.linalg.solve(matrix.mT, grad.unsqueeze(-1)).squeeze(-1)
-        return None, v, None
+        return None, ctx.transposed_solve(grad), None
 
 
 def with_implicit_gradient(
-    phi: BlockFn, phi_detached: BlockFn, z_star: torch.Tensor, jacobian_mode: str = "autograd"
+    phi: BlockFn,
+    phi_detached: BlockFn,
+    z_star: torch.Tensor,
+    jacobian_mode: str = "autograd",
+    krylov_dim: int | None = None,
 ) -> torch.Tensor:
     """``z_star`` (a solution of ``z = phi(z)``) carrying the implicit-function-theorem gradient.
 
-    ``phi_detached`` is ``phi`` with its tensor inputs (not its parameters) detached; it builds the
-    exact ``I - dphi/dz`` at ``z_star`` only if a backward pass asks for it. Costs one extra
-    evaluation of ``phi`` when gradients are enabled, nothing otherwise.
+    ``phi_detached`` is ``phi`` with its tensor inputs (not its parameters) detached; the
+    backward pass solves ``(I - dphi/dz)^T v = grad`` at ``z_star`` with it, by an exact block
+    Jacobian, or matrix-free by GMRES on vector-Jacobian products when ``krylov_dim`` is given.
+    Costs one extra evaluation of ``phi`` when gradients are enabled, nothing otherwise.
     """
     if not torch.is_grad_enabled():
         return z_star
@@ -151,10 +155,14 @@ def with_implicit_gradient(
     if not phi_at_solution.requires_grad:
         return z_star
 
-    def residual_matrix() -> torch.Tensor:
+    def transposed_solve(grad: torch.Tensor) -> torch.Tensor:
+        if krylov_dim is not None:
+            with torch.enable_grad():
+                _, vjp = torch.func.vjp(phi_detached, z_fixed)
+            return gmres(lambda u: u - vjp(u)[0], grad, krylov_dim)
         with torch.no_grad():
             jac = block_jacobian(phi_detached, z_fixed, jacobian_mode)
         eye = torch.eye(jac.shape[-1], dtype=jac.dtype, device=jac.device)
-        return eye - jac
+        return torch.linalg.solve((eye - jac).mT, grad.unsqueeze(-1)).squeeze(-1)
 
-    return _ImplicitSolution.apply(z_fixed, phi_at_solution, residual_matrix)
+    return _ImplicitSolution.apply(z_fixed, phi_at_solution, transposed_solve)

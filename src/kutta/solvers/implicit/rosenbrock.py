@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ...errors import InvalidArgumentError
 from ..base import StepResult, VectorField
 from .common import ImplicitMethod
 from .linalg import Factorization, newton_matrix, to_blocks
@@ -69,6 +70,11 @@ class Rosenbrock(ImplicitMethod):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.krylov_dim is not None:
+            raise InvalidArgumentError(
+                f"{self.tableau.name}: Rosenbrock methods need exact linear solves; use krylov_dim "
+                "with kvaerno3/kvaerno5/trbdf2/bdf"
+            )
         self.name = self.tableau.name
         self.order = self.tableau.order
         self.error_order = self.tableau.error_order
