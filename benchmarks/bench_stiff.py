@@ -49,7 +49,7 @@ from kutta.controllers import PIController  # noqa: E402
 from kutta.solvers.implicit import IMPLICIT_METHODS  # noqa: E402
 
 RTOL = 1e-8
-KUTTA_METHODS = ("rodas5", "kvaerno5")
+KUTTA_METHODS = ("rodas5", "kvaerno5", "bdf")
 SCIPY_METHODS = ("Radau", "BDF", "LSODA")
 
 
