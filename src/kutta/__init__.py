@@ -7,10 +7,24 @@ Two APIs over one engine:
   returning a :class:`Solution` with outputs, statistics, status codes and dense output.
 """
 
+# Models come last: they are built on the engine above (they import kutta.odeint).
+from . import models  # noqa: E402
+from .adjoint import odeint_adjoint
 from .compat import odeint, odeint_event
 from .controllers import ConstantController, IController, PIController, PIDController
 from .errors import InvalidArgumentError, KuttaError, SolverError, UnknownNameError
-from .gradients import Backprop
+from .gradients import Adjoint, Backprop, InterpolatedAdjoint, RecursiveCheckpoint
+from .models import (  # noqa: E402
+    CNF,
+    ODERNN,
+    UDE,
+    LatentODE,
+    LatentSDE,
+    NeuralCDE,
+    NeuralODE,
+    ODEBlock,
+    ODENetClassifier,
+)
 from .solution import Solution
 from .solve import solve
 from .solvers import (
@@ -35,6 +49,20 @@ from .status import Status
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNF",
+    "UDE",
+    "Adjoint",
+    "InterpolatedAdjoint",
+    "LatentODE",
+    "LatentSDE",
+    "NeuralCDE",
+    "NeuralODE",
+    "ODEBlock",
+    "ODENetClassifier",
+    "ODERNN",
+    "RecursiveCheckpoint",
+    "models",
+    "odeint_adjoint",
     "RK4",
     "AdaptiveHeun",
     "Backprop",
