@@ -3,15 +3,16 @@
 ``IMPLICIT_METHODS`` maps each name to a factory taking the method's options as keywords::
 
     method = IMPLICIT_METHODS["rodas5"](jacobian="rev", independent_batch=True)
+    method = IMPLICIT_METHODS["bdf"](krylov_dim=30)   # matrix-free Newton-Krylov, large states
 
 Adaptive: ``rodas5``, ``rosenbrock23`` (Rosenbrock); ``kvaerno3``, ``kvaerno5``, ``trbdf2``
-(ESDIRK); ``bdf`` (variable order 1-5, the ode15s/scipy NDF formulas). Fixed-step, under torchdiffeq's names: ``implicit_euler``, ``implicit_midpoint``,
-``trapezoid``, ``radauIIA3``, ``radauIIA5``, ``gl4``, ``gl6``, ``sdirk2``; ``trbdf2`` with
+(ESDIRK); ``bdf`` (variable order 1-5, the ode15s/scipy NDF formulas). Fixed-step, under
+torchdiffeq's names: ``implicit_euler``, ``implicit_midpoint``, ``trapezoid``, ``radauIIA3``, ``radauIIA5``, ``gl4``, ``gl6``, ``sdirk2``; ``trbdf2`` with
 ``adaptive_step=False`` is torchdiffeq's fixed-step TR-BDF2.
 
 Example:
     >>> sorted(IMPLICIT_METHODS)[:3]
-    ['gl4', 'gl6', 'implicit_euler']
+    ['bdf', 'gl4', 'gl6']
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Hooks and counters the solve loop may use:
 
-* ``method.set_error_scale(atol, rtol)``: called before ``init``; Newton's stopping test
+* ``method.set_error_scale(atol, rtol)``: called (on the bound copy) before ``init``; Newton's stopping test
   measures corrections in the loop's error norm (``atol + rtol * |y|``). Without the call the
   defaults ``atol=1e-9, rtol=1e-6`` are used.
 * ``method.stats``: a dict of counters of the latest solve (``n_jac``, ``n_lu``,

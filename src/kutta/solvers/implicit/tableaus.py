@@ -518,4 +518,3 @@ RADAU_IIA5 = DIRKTableau(
     b=(4.0 / 9.0 - _S6 / 36.0, 4.0 / 9.0 + _S6 / 36.0, 1.0 / 9.0),
     order=5,
 )
-# torchdiffeq's fixed-step trbdf2 takes the TR-BDF2 step without its error estimate.
