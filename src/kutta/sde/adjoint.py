@@ -302,6 +302,8 @@ def sdeint_adjoint(
             )
         adjoint_params = tuple(sde.parameters())
     params = tuple(p for p in adjoint_params if p.requires_grad)
+    if extra_solver_state is not None:
+        raise InvalidArgumentError("extra_solver_state is only supported by sdeint, not sdeint_adjoint")
     problem = prepare(sde, y0, ts, bm, method, dt, adaptive, names, logqp)
     dt = float(dt)
     reversible = problem.method_cls.name == METHODS.reversible_heun
