@@ -303,7 +303,9 @@ def sdeint_adjoint(
         adjoint_params = tuple(sde.parameters())
     params = tuple(p for p in adjoint_params if p.requires_grad)
     if extra_solver_state is not None:
-        raise InvalidArgumentError("extra_solver_state is only supported by sdeint, not sdeint_adjoint")
+        raise InvalidArgumentError(
+            "extra_solver_state is only supported by sdeint, not sdeint_adjoint"
+        )
     problem = prepare(sde, y0, ts, bm, method, dt, adaptive, names, logqp)
     dt = float(dt)
     reversible = problem.method_cls.name == METHODS.reversible_heun
@@ -342,10 +344,6 @@ def sdeint_adjoint(
         "adjoint_method": adjoint_method,
         "adjoint_options": dict(adjoint_options or {}),
     }
-    if extra_solver_state is not None:
-        raise InvalidArgumentError(
-            "extra_solver_state is only supported by sdeint, not sdeint_adjoint"
-        )
     ys = _ContinuousAdjoint.apply(problem, stepper, settings, problem.y0, *params)
     extra_state = settings["final_extra"] if extra else None
     return split_return(ys, extra_state, extra, logqp)
