@@ -88,6 +88,7 @@ class ContinuousAdjoint(torch.autograd.Function):
     def forward(ctx, setup: AdjointSetup, y0, t, *params):
         ys = setup.forward.ys
         ys = ys if torch.is_tensor(ys) else torch.stack(ys)
+        setup.forward.ys = None  # the stacked copy is the one kept
         ctx.setup = setup
         ctx.save_for_backward(ys, *params)
         return ys[setup.outputs]
