@@ -112,10 +112,7 @@ def _build(func, y0, t, rtol, atol, method, options, event_fn):
 
         cfg.event_fn = event_forward
         problem.times = problem.times[:1]
-    m = m.bind(
-        problem.y0.dtype if not problem.y0.is_complex() else problem.y0.real.dtype,
-        problem.y0.device,
-    )
+    m = m.bind(problem.y0.dtype, problem.y0.device)  # complex states get complex coefficients
     ctl = controller.bind(m.error_order or m.order, problem.y0.real.dtype, problem.y0.device, False)
     m.set_error_scale(ctl.atol, ctl.rtol)
     return problem, m, (ctl, cfg)

@@ -406,18 +406,28 @@ def integrate_per_sample(
                 "fixed-step methods in per_sample mode need a step size (step_size=...)"
             )
         h = torch.full((B,), float(cfg.step_size), dtype=tdtype, device=device)
-    nfe += counter.calls - calls
     cstate = controller.init_state(h)
     eps = torch.finfo(tdtype).eps
     iteration = 0
 
+    # Every running sample takes part in every evaluation and every step, so its counts are
+    # the loop's counts at the moment it finishes; only acceptances differ between samples.
+    calls0 = calls
+    accepted_w = torch.zeros(B, dtype=torch.long, device=device)
+
+    def retire(which: torch.Tensor, codes: Any) -> None:
+        rows = idx[which]
+        status[rows] = codes
+        t_final[rows] = t[which]
+        nfe[rows] = counter.calls - calls0
+        n_acc[rows] = accepted_w[which]
+        n_rej[rows] = iteration - accepted_w[which]
+
     while idx.numel() > 0:
         if iteration >= cfg.max_steps:
-            status[idx] = int(Status.MAX_STEPS)
-            t_final[idx] = t
+            retire(torch.ones_like(idx, dtype=torch.bool), int(Status.MAX_STEPS))
             break
         iteration += 1
-        calls = counter.calls
         h = h.clamp(max=controller.dt_max)
         landing = t + h >= t_end
         h_try = torch.where(landing, t_end - t, h)
@@ -435,9 +445,7 @@ def integrate_per_sample(
             h_next = h
             scale = torch.zeros_like(h)
         t_new = torch.where(landing, t_end, t + h_try)
-        nfe[idx] += counter.calls - calls
-        n_acc[idx] += accept.long()
-        n_rej[idx] += (~accept).long()
+        accepted_w += accept
 
         # Outputs inside (t, t_new] of accepted samples (possibly several per step).
         while True:
@@ -474,10 +482,10 @@ def integrate_per_sample(
                 torch.where(finite, int(Status.DT_UNDERFLOW), int(Status.NONFINITE)),
                 int(Status.SUCCESS),
             )
-            status[idx[finished]] = code[finished]
-            t_final[idx[finished]] = t[finished]
+            retire(finished, code[finished])
             keep = ~finished
             idx, t, h, y, t_end = idx[keep], t[keep], h[keep], y[keep], t_end[keep]
+            accepted_w = accepted_w[keep]
             next_out, times_w = next_out[keep], times_w[keep]
             state = _tree_map(torch.Tensor.__getitem__, state, _repeat(keep, state))
             cstate = _tree_map(torch.Tensor.__getitem__, cstate, _repeat(keep, cstate))

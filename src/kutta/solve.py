@@ -123,7 +123,7 @@ def solve(
         problem = normalize(f, y0, t_eval, per_sample=per_sample)
         times = problem.times
     dtype = problem.y0.real.dtype
-    m = m.bind(dtype, problem.y0.device)
+    m = m.bind(problem.y0.dtype, problem.y0.device)  # complex states get complex coefficients
     ctl = controller.bind(m.error_order or m.order, dtype, problem.y0.device, per_sample)
     m.set_error_scale(ctl.atol, ctl.rtol)
     cfg = LoopConfig(

@@ -386,3 +386,13 @@ def test_max_num_steps_counts_per_output_interval_like_torchdiffeq():
     # many output times: far more steps in total than the budget, fine per interval
     many = torch.linspace(0.0, 10.0, 201, dtype=F64)
     odeint(Decay(), y0, many, method="dopri5", options={"max_num_steps": ours})
+
+
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3"])
+def test_complex_states_are_solved_as_torchdiffeq_allows(method):
+    # y' = i y  =>  y(t) = exp(i t): a rotation in the complex plane.
+    y0 = torch.tensor([1.0 + 0.0j, 0.5j], dtype=torch.complex128)
+    t = torch.linspace(0, 2, 5, dtype=torch.float64)
+    y = kutta.odeint(lambda t, y: 1j * y, y0, t, method=method, rtol=1e-9, atol=1e-12)
+    exact = y0[None] * torch.exp(1j * t.to(torch.complex128))[:, None]
+    torch.testing.assert_close(y, exact, rtol=0, atol=1e-6)

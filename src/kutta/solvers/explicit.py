@@ -125,12 +125,12 @@ class ExplicitRK(Method):
         ks = [k]
         yi = y
         for i in range(1, len(c)):
-            yi = torch.addcmul(y, h, torch.tensordot(tt.a_rows[i], torch.stack(ks), dims=1))
+            yi = torch.addcmul(y, h, _weighted_sum(tt.a_rows[i], torch.stack(ks)))
             k = f(self._stage_time(t, c[i], h_time), yi)
             ks.append(k)
         stages = torch.stack(ks)  # (s, B, N)
-        y1 = yi if self._fsal else torch.addcmul(y, h, torch.tensordot(tt.b, stages, dims=1))
-        error = None if tt.b_err is None else torch.tensordot(tt.b_err, stages, dims=1) * h
+        y1 = yi if self._fsal else torch.addcmul(y, h, _weighted_sum(tt.b, stages))
+        error = None if tt.b_err is None else _weighted_sum(tt.b_err, stages) * h
         if self._fsal:
             f1 = k
         elif self._hermite:
@@ -156,6 +156,13 @@ class ExplicitRK(Method):
         weights = theta.pow(exps) @ tt.b_dense.t()  # (B, s)
         increments = torch.einsum("bs,sbn->bn", weights, dense.stages)
         return torch.addcmul(dense.y0, dense.h, increments)
+
+
+def _weighted_sum(coeffs: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
+    """``sum_j coeffs[j] * stages[j]`` for stacked stages ``(s, B, N)``, as one matrix-vector product
+    (``tensordot`` expands into about ten operations)."""
+    s = stages.shape[0]
+    return torch.mv(stages.reshape(s, -1).t(), coeffs).view(stages.shape[1:])
 
 
 def _nudge(t: Any, toward: Any) -> Any:
