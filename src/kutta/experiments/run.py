@@ -20,7 +20,7 @@ import torch
 from kutta.errors import InvalidArgumentError
 from kutta.experiments.base import Experiment
 from kutta.experiments.registry import get_experiment
-from kutta.train.checkpoint import load_checkpoint, seed_everything
+from kutta.train.checkpoint import load_checkpoint, seed_everything, write_text_atomic
 from kutta.train.config import apply_overrides, config_from_dict, config_to_dict, load_toml, to_toml
 from kutta.train.distributed import init_distributed, shutdown_distributed
 from kutta.train.tensorboard import TensorBoardHook, tensorboard_available
@@ -119,8 +119,8 @@ def train(
             if resume is None:
                 _clear_run_files(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / CONFIG_NAME).write_text(
-                to_toml({"experiment": name, **config_to_dict(config)})
+            write_text_atomic(
+                run_dir / CONFIG_NAME, to_toml({"experiment": name, **config_to_dict(config)})
             )
         all_hooks = list(hooks)
         if config.train.tensorboard and tensorboard_available():
@@ -138,7 +138,7 @@ def train(
             return RunResult(run_dir, {}, [], "", is_main=False)
         metrics = experiment.final_metrics(task, config)
         report = {"experiment": name, "metrics": metrics, "training": summary}
-        (run_dir / FINAL_METRICS_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(run_dir / FINAL_METRICS_NAME, json.dumps(report, indent=2) + "\n")
         plots = _plot(experiment, task, config, run_dir)
         return RunResult(run_dir, report, plots, experiment.summary(metrics))
     finally:

@@ -28,12 +28,28 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         >>> save_checkpoint({"step": 3}, p); load_checkpoint(p)["step"]
         3
     """
+    _write_atomically(path, lambda file: torch.save(state, file))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, so a crash never leaves a half-written file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> write_text_atomic(p, "{}"); p.read_text()
+        '{}'
+    """
+    _write_atomically(path, lambda file: file.write(text.encode()))
+
+
+def _write_atomically(path: str | Path, write: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
-            torch.save(state, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp_name, path)

@@ -21,7 +21,13 @@ import torch
 from torch import nn
 
 from kutta.errors import KuttaError
-from kutta.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from kutta.train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_text_atomic,
+)
 from kutta.train.config import TrainConfig
 from kutta.train.distributed import BatchSchedule, DistInfo, mean_over_processes
 
@@ -295,7 +301,7 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [r for r in _parse_lines(path.read_text()) if r["step"] <= step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def read_metrics_log(run_dir: str | Path) -> list[dict[str, Any]]:
