@@ -249,8 +249,12 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--skip-brownian", action="store_true")
     parser.add_argument("--only-brownian", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.quick:
+        global BATCH
+        BATCH, args.repeats, args.brownian_repeats, args.queries = 8, 1, 1, 200
     print(f"torch {torch.__version__}, torchsde {torchsde.__version__}, 1 thread; medians")
     print("| workload | kutta | torchsde | ratio | target <= 0.5 | notes |")
     print("| --- | --- | --- | --- | --- | --- |")
