@@ -109,7 +109,7 @@ def integrate_shared(
         if cfg.event_fn is not None and t_end <= t0:
             stops = [math.inf]
     else:
-        state = None
+        state = method.init(f, t0, y0)
         if cfg.event_fn is not None:
             if cfg.step_size is None:
                 raise InvalidArgumentError(

@@ -16,6 +16,7 @@ from .adams import Adams
 from .base import Method
 from .explicit import ExplicitRK
 from .implicit import IMPLICIT_METHODS, ImplicitRK, Rosenbrock
+from .implicit.bdf import BDF
 from .tableaus import EXPLICIT_TABLEAUS
 
 # Options that configure the loop and controller for adaptive methods (torchdiffeq's names).
@@ -80,10 +81,20 @@ def _public_fields(cls: type) -> frozenset[str]:
 _IMPLICIT_OPTIONS = {
     ImplicitRK: _public_fields(ImplicitRK) - {"adaptive_step"},
     Rosenbrock: _public_fields(Rosenbrock),
+    BDF: _public_fields(BDF),
 }
+_IMPLICIT_CLASS = {"rodas5": Rosenbrock, "rosenbrock23": Rosenbrock, "bdf": BDF}
 for _name, _factory in IMPLICIT_METHODS.items():
-    _cls = Rosenbrock if _name in ("rodas5", "rosenbrock23") else ImplicitRK
+    _cls = _IMPLICIT_CLASS.get(_name, ImplicitRK)
     register_method(_name, _factory, _IMPLICIT_OPTIONS[_cls])
+
+
+def _trbdf2(step_size: Any = None, **options: Any) -> Method:
+    # torchdiffeq's trbdf2 is fixed-step (given step_size); without one it is the adaptive ESDIRK.
+    return IMPLICIT_METHODS["trbdf2"](adaptive_step=step_size is None, **options)
+
+
+register_method("trbdf2", _trbdf2, _IMPLICIT_OPTIONS[ImplicitRK] | {"step_size"})
 
 
 def _auto(**options: Any) -> Method:
