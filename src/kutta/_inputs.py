@@ -56,6 +56,17 @@ class Problem:
     def user_time(self, t: float) -> float:
         return -t if self.reverse else t
 
+    def event_in_forward_time(self, event_fn: Callable) -> Callable:
+        """``event_fn(t, y)`` in the user's time and state structure, called with the loop's
+        forward host-float time and flat state."""
+        sign = -1.0 if self.reverse else 1.0
+
+        def event(t: float, y: torch.Tensor) -> torch.Tensor:
+            tt = torch.scalar_tensor(sign * t, dtype=self.time_dtype, device=y.device)
+            return event_fn(tt, self.unflatten(y))
+
+        return event
+
 
 def check_state(y0: Any, name: str = "y0") -> None:
     if not torch.is_tensor(y0):

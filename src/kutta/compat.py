@@ -103,14 +103,7 @@ def _build(func, y0, t, rtol, atol, method, options, event_fn):
         jump_t=_time_list("jump_t", options.get("jump_t"), problem.reverse),
     )
     if event_fn is not None:
-        sign = -1.0 if problem.reverse else 1.0
-        unflat = problem.unflatten
-        tdtype = problem.time_dtype
-
-        def event_forward(tt, y):
-            return event_fn(torch.tensor(sign * tt, dtype=tdtype, device=y.device), unflat(y))
-
-        cfg.event_fn = event_forward
+        cfg.event_fn = problem.event_in_forward_time(event_fn)
         problem.times = problem.times[:1]
     m = m.bind(problem.y0.dtype, problem.y0.device)  # complex states get complex coefficients
     ctl = controller.bind(m.error_order or m.order, problem.y0.real.dtype, problem.y0.device, False)

@@ -52,10 +52,6 @@ def _tolerance(tol: Any, name: str, dtype: torch.dtype, device: torch.device) ->
     return tol.to(dtype=dtype, device=device)
 
 
-def _clip(x: Any, lo: float, hi: float) -> Any:
-    return min(max(x, lo), hi) if isinstance(x, float) else x.clamp(lo, hi)
-
-
 @dataclasses.dataclass
 class Controller:
     """Base controller holding tolerances and the error norm.
@@ -200,7 +196,7 @@ class PIDController(Controller):
                 factor *= prev1**-b2
             if b3:
                 factor *= prev2**-b3
-            factor = _clip(factor, self.factor_min, self.factor_max)
+            factor = min(max(factor, self.factor_min), self.factor_max)
             if accept:
                 if last_rejected:
                     factor = min(factor, 1.0)

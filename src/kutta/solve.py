@@ -138,10 +138,7 @@ def solve(
     if event_fn is not None:
         if per_sample:
             raise InvalidArgumentError("event_fn is supported in shared mode only")
-        sign = -1.0 if problem.reverse else 1.0
-        cfg.event_fn = lambda tt, y: event_fn(
-            torch.tensor(sign * tt, dtype=problem.time_dtype, device=y.device), problem.unflatten(y)
-        )
+        cfg.event_fn = problem.event_in_forward_time(event_fn)
         cfg.event_terminal = event_terminal
         if event_terminal:
             times = times[:1]

@@ -9,6 +9,7 @@ once per solve (``bind``), and stage times are made in one operation per step.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -168,8 +169,6 @@ def _weighted_sum(coeffs: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
 def _nudge(t: Any, toward: Any) -> Any:
     """The float next to ``t`` in the direction of ``toward``."""
     if isinstance(t, float):
-        import math
-
         return math.nextafter(t, toward)
     return torch.nextafter(t, torch.as_tensor(toward, dtype=t.dtype, device=t.device))
 
