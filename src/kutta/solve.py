@@ -12,10 +12,12 @@ from .controllers import ConstantController, Controller, PIDController
 from .errors import InvalidArgumentError, SolverError
 from .gradients import Backprop, LoopCall
 from .loop import LoopConfig, LoopResult, integrate_per_sample, integrate_shared
+from .sde.native import solve_sde
 from .solution import Solution
 from .solvers.base import Method
 from .solvers.registry import make_method
 from .status import Status
+from .terms import SDETerm
 
 BATCH_MODES = ("shared", "per_sample")
 
@@ -55,9 +57,11 @@ def solve(
     """Solve ``dy/dt = f(t, y)`` and return a :class:`~kutta.Solution`.
 
     Args:
-        f: the vector field ``f(t, y)``. In ``"per_sample"`` mode ``t`` has shape ``(A,)`` and
-            ``y`` shape ``(A, N)`` for the ``A <= B`` samples still running (finished ones are
-            dropped), so per-sample parameters belong in the state, not in a closure.
+        f: the vector field ``f(t, y)``, or a :class:`~kutta.terms.SDETerm` (then ``method`` is
+            an SDE method, fixed steps take ``step_size``, adaptive ones a controller and
+            ``dt0``; see :mod:`kutta.sde.native`), or a :class:`~kutta.terms.CDETerm`.
+            In ``"per_sample"`` mode ``t`` has shape ``(A,)`` and ``y`` shape ``(A, N)`` for the
+            ``A <= B`` samples still running (finished ones are dropped), so per-sample parameters belong in the state, not in a closure.
         y0: initial state: any shape (shared mode), ``(B, N)`` (per-sample mode), or a tuple.
         t_eval: output times ``(T,)``; in per-sample mode also ``(B, T)`` (a grid per sample).
         span: ``(t0, t1)`` instead of ``t_eval``: outputs at both ends only.
@@ -99,6 +103,28 @@ def solve(
         if len(span) != 2:
             raise InvalidArgumentError(f"span must be (t0, t1), got {span!r}")
         t_eval = torch.tensor([float(span[0]), float(span[1])], dtype=torch.float64)
+    if isinstance(f, SDETerm):
+        # The ODE-only features, named in one error if any is asked for.
+        ode_only = {
+            "batch_mode='per_sample'": batch_mode != "shared",
+            "dense": dense,
+            "step_t": bool(step_t),
+            "jump_t": bool(jump_t),
+            "event_fn": event_fn is not None,
+        }
+        return solve_sde(
+            f,
+            y0,
+            t_eval,
+            method=method,
+            controller=controller,
+            step_size=step_size,
+            dt0=dt0,
+            gradient=gradient,
+            max_steps=max_steps,
+            raise_on_failure=raise_on_failure,
+            unsupported=[name for name, asked in ode_only.items() if asked],
+        )
     m = _resolve_method(method)
     if step_size is not None and m.adaptive:
         raise InvalidArgumentError(

@@ -23,7 +23,7 @@ from torch import nn
 from kutta.errors import InvalidArgumentError
 from kutta.sde.base import SDEView
 from kutta.sde.brownian import ReverseBrownian
-from kutta.sde.loop import integrate
+from kutta.sde.loop import integrate, step_grid
 from kutta.sde.methods import METHOD_CLASSES, Method
 from kutta.sde.sdeint import prepare, split_return
 from kutta.sde.settings import METHODS, NOISE_TYPES, SDE_TYPES
@@ -321,7 +321,7 @@ def sdeint_adjoint(
                 "the reversible Heun adjoint replays the forward steps and supports fixed steps only; "
                 "use adaptive=False, or another adjoint_method"
             )
-        times, out_steps = _step_grid(problem.ts, dt)
+        times, out_steps = step_grid(problem.ts, dt)
         ys = _ReversibleHeunAdjoint.apply(problem, times, out_steps, problem.y0, *params)
         # The extra state is recomputed cheaply by a forward-only pass when asked for.
         extra_state = _final_extra(problem, options, dt) if extra else None
@@ -347,22 +347,6 @@ def sdeint_adjoint(
     ys = _ContinuousAdjoint.apply(problem, stepper, settings, problem.y0, *params)
     extra_state = settings["final_extra"] if extra else None
     return split_return(ys, extra_state, extra, logqp)
-
-
-def _step_grid(ts: list[float], dt: float):
-    """The fixed-step times of the loop (ending exactly on every output time) and output indices."""
-    times = [ts[0]]
-    out_steps = [0]
-    for out_t in ts[1:]:
-        t = times[-1]
-        while t < out_t:
-            next_t = t + dt
-            if next_t >= out_t or out_t - next_t < 1e-9 * dt:
-                next_t = out_t
-            times.append(next_t)
-            t = next_t
-        out_steps.append(len(times) - 1)
-    return times, out_steps
 
 
 def _final_extra(problem, options, dt):

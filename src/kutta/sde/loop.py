@@ -90,3 +90,20 @@ def integrate(
             step = max(step, dt_min)
         ys.append(y)
     return torch.stack(ys), extra
+
+
+def step_grid(ts: list[float], dt: float) -> tuple[list[float], list[int]]:
+    """The times of fixed steps of ``dt`` that end exactly on every output time in ``ts``, and
+    the index of each output time in that grid (the steps :func:`integrate` takes)."""
+    times = [ts[0]]
+    out_steps = [0]
+    for out_t in ts[1:]:
+        t = times[-1]
+        while t < out_t:
+            next_t = t + dt
+            if next_t >= out_t or out_t - next_t < 1e-9 * dt:
+                next_t = out_t
+            times.append(next_t)
+            t = next_t
+        out_steps.append(len(times) - 1)
+    return times, out_steps

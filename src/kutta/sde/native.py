@@ -1,0 +1,236 @@
+"""SDEs in ``kutta.solve``: the SDE methods as methods of the shared solve loop.
+
+:class:`SDEMethod` wraps one of kutta.sde's one-step methods in the loop's
+:class:`~kutta.solvers.base.Method` contract. The step takes its Brownian increments for
+``[t, t + h]`` from the term's Brownian motion, so the loop, its controllers, budget, status
+codes and :class:`~kutta.Solution` are the ODE ones:
+
+- fixed steps (no controller, or ``kutta.ConstantController()``) of ``step_size``, ending exactly
+  on every output time: the steps ``kutta.sde.sdeint`` takes with ``dt=step_size``;
+- adaptive steps (an error-based controller such as ``kutta.PIDController(rtol, atol)``) by step
+  doubling: one step against two half steps on the same Brownian path, the error estimate their
+  difference. A ``BrownianInterval`` answers repeated queries consistently, so rejected steps do
+  not bias the path. Steps also land on every output time: interpolating between the ends of a
+  step would add an O(sqrt(h)) error to an SDE's outputs.
+
+Example:
+    >>> import torch, kutta
+    >>> from kutta.terms import SDETerm
+    >>> from kutta.sde import BrownianInterval
+    >>> bm = BrownianInterval(0.0, 1.0, size=(16, 1), entropy=0)
+    >>> term = SDETerm(lambda t, y: 0.5 * y, lambda t, y: 0.2 * y, bm=bm)
+    >>> sol = kutta.solve(term, torch.ones(16, 1), t_eval=torch.linspace(0, 1, 5),
+    ...                   method=SDEMethod("milstein"), step_size=0.01)
+    >>> sol.ys.shape, sol.stats["n_steps"]
+    (torch.Size([5, 16, 1]), 100)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from kutta._inputs import Counter
+from kutta.controllers import ConstantController, Controller
+from kutta.errors import InvalidArgumentError, SolverError
+from kutta.gradients import Backprop, LoopCall
+from kutta.loop import LoopConfig, integrate_shared
+from kutta.sde.base import SDEView
+from kutta.sde.loop import step_grid
+from kutta.sde.sdeint import prepare
+from kutta.solution import Solution
+from kutta.solvers.base import Method, StepResult
+from kutta.status import Status
+
+
+class SDEMethod(Method):
+    """An SDE method for ``kutta.solve``, by its kutta.sde (torchsde) name.
+
+    Args:
+        name: one of ``kutta.sde.METHODS`` (``"euler"``, ``"milstein"``, ``"srk"``, ``"heun"``,
+            ``"midpoint"``, ``"euler_heun"``, ``"reversible_heun"``, ``"log_ode"``), or None for
+            sdeint's default for the term (``"srk"`` for Itô diagonal/additive/scalar noise,
+            ``"euler"`` for Itô general noise, ``"midpoint"`` for Stratonovich SDEs).
+        options: the method's options, e.g. ``{"grad_free": True}`` for Milstein.
+
+    Passing the name alone (``method="milstein"``) is the same as ``SDEMethod("milstein")``.
+
+    Example:
+        >>> SDEMethod("milstein", options={"grad_free": True})
+        SDEMethod('milstein', options={'grad_free': True})
+    """
+
+    def __init__(self, name: str | None = None, options: dict | None = None):
+        self.name = name if name is not None else "default"
+        self.requested = name
+        self.options = dict(options or {})
+        self._stepper: Any = None
+        self._doubling = False
+
+    def __repr__(self) -> str:
+        options = f", options={self.options}" if self.options else ""
+        return f"{type(self).__name__}({self.requested!r}{options})"
+
+    def for_problem(self, view: SDEView, bm: Any, method_cls: type, doubling: bool) -> SDEMethod:
+        """A copy that steps ``view`` on ``bm`` with ``method_cls``, adaptive if ``doubling``."""
+        bound = copy.copy(self)
+        bound.name = method_cls.name
+        bound._stepper = method_cls(view, bm, dict(self.options))
+        bound._doubling = doubling
+        bound.strong_order = method_cls.strong_order
+        # The controller's exponent is 1 / (error_order + 1) = 1 / (strong order + 1/2),
+        # torchsde's step-doubling rule.
+        bound.error_order = method_cls.strong_order - 0.5 if doubling else None
+        return bound
+
+    def init(self, f, t0, y0):
+        return self._stepper.init(t0, y0)
+
+    def step(self, f, t, y, h, state) -> StepResult:
+        stepper = self._stepper
+        t_end = t + h
+        y_full, extra = stepper.step(t, t_end, y, state)
+        if not self._doubling:
+            return StepResult(y_full, None, (y, y_full), extra)
+        t_mid = t + 0.5 * h
+        y_mid, extra_mid = stepper.step(t, t_mid, y, state)
+        y_two, extra_two = stepper.step(t_mid, t_end, y_mid, extra_mid)
+        with torch.no_grad():
+            error = y_two - y_full
+        return StepResult(y_two, error, (y, y_two), extra_two)
+
+
+class _CountedSDE:
+    """The term's drift and diffusion, each call counted (the solve's ``nfe``)."""
+
+    def __init__(self, term: Any, counter: Counter):
+        self.term, self.counter = term, counter
+        self.noise_type, self.sde_type = term.noise_type, term.sde_type
+
+    def f(self, t, y):
+        self.counter.calls += 1
+        return self.term.f(t, y)
+
+    def g(self, t, y):
+        self.counter.calls += 1
+        return self.term.g(t, y)
+
+
+def _sde_method(method: Any) -> SDEMethod:
+    if method is None or isinstance(method, str):
+        return SDEMethod(method)
+    if isinstance(method, SDEMethod):
+        return method
+    raise InvalidArgumentError(
+        f"an SDETerm is solved by an SDE method: a name from kutta.sde.METHODS or "
+        f"kutta.sde.SDEMethod(name, options), got {method!r}"
+    )
+
+
+def solve_sde(
+    term: Any,
+    y0: torch.Tensor,
+    t_eval: Any,
+    *,
+    method: Any = None,
+    controller: Controller | None = None,
+    step_size: float | None = None,
+    dt0: float | None = None,
+    gradient: Any = None,
+    max_steps: int = 100_000,
+    raise_on_failure: bool = True,
+    unsupported: Sequence[str] = (),
+) -> Solution:
+    """``kutta.solve`` for an :class:`~kutta.terms.SDETerm` (see :mod:`kutta.sde.native`).
+
+    ``unsupported`` names the ``kutta.solve`` arguments the caller was given that SDE solves
+    do not support; they are reported in one error.
+
+    Example:
+        >>> import torch
+        >>> from kutta.terms import SDETerm
+        >>> term = SDETerm(lambda t, y: -y, lambda t, y: 0.1 * y)
+        >>> solve_sde(term, torch.ones(2, 3), [0.0, 1.0], method="euler", step_size=0.1).ys.shape
+        torch.Size([2, 2, 3])
+    """
+    if unsupported:
+        raise InvalidArgumentError(
+            f"{', '.join(unsupported)} {'is' if len(unsupported) == 1 else 'are'} not supported "
+            "for SDE terms"
+        )
+    if gradient is not None and not isinstance(gradient, Backprop):
+        raise InvalidArgumentError(
+            f"SDE terms support gradient=kutta.Backprop() only, got {gradient!r}; for the "
+            "stochastic adjoint use kutta.sde.sdeint_adjoint"
+        )
+    sde_method = _sde_method(method)
+    adaptive = controller is not None and controller.uses_error
+    if adaptive:
+        if step_size is not None:
+            raise InvalidArgumentError(
+                "step_size is for fixed steps, but the controller adapts the step; give the "
+                "first step as dt0, or drop the controller for fixed steps"
+            )
+        if dt0 is None:
+            raise InvalidArgumentError("adaptive SDE solves need the first step size: dt0=...")
+        dt = dt0
+    else:
+        if dt0 is not None:
+            raise InvalidArgumentError(
+                "dt0 is for adaptive steps; fixed SDE steps take step_size=..., adaptive ones "
+                "need an error-based controller such as kutta.PIDController(rtol, atol)"
+            )
+        if step_size is None:
+            raise InvalidArgumentError(
+                "fixed-step SDE solves need step_size=... (or an adaptive controller and dt0)"
+            )
+        dt = step_size
+    if isinstance(t_eval, torch.Tensor) and t_eval.requires_grad and torch.is_grad_enabled():
+        raise InvalidArgumentError(
+            "gradients with respect to t_eval are not supported for SDE terms; pass t_eval.detach()"
+        )
+    if not float(dt) > 0:
+        raise InvalidArgumentError(f"{'dt0' if adaptive else 'step_size'} must be > 0, got {dt}")
+    counter = Counter()
+    counted = _CountedSDE(term, counter)
+    problem = prepare(counted, y0, t_eval, term.bm, sde_method.requested, dt, adaptive, None, False)
+    stepper = sde_method.for_problem(problem.sde, problem.bm, problem.method_cls, adaptive)
+    y0 = problem.y0
+    times = torch.tensor(problem.ts, dtype=torch.float64)
+    if adaptive:
+        ctl = controller.bind(stepper.error_order, y0.dtype, y0.device, False)
+        cfg = LoopConfig(
+            max_steps=max_steps,
+            first_step=float(dt),
+            step_t=problem.ts[1:-1],
+            raise_on_failure=False,
+        )
+    else:
+        ctl = ConstantController().bind(1, y0.dtype, y0.device, False)
+        grid = torch.tensor(step_grid(problem.ts, float(dt))[0], dtype=torch.float64)
+        cfg = LoopConfig(max_steps=max_steps, grid=grid, raise_on_failure=False)
+    result = (gradient or Backprop()).run(
+        LoopCall(integrate_shared, counted.f, y0, times, stepper, ctl, cfg, counter, term)
+    )
+    ys = torch.stack(result.ys)
+    sol = Solution(
+        ts=problem.ts_tensor[: len(result.ys)],
+        ys=ys,
+        stats={
+            "nfe": result.nfe,
+            "n_steps": result.n_accepted + result.n_rejected,
+            "n_accepted": result.n_accepted,
+            "n_rejected": result.n_rejected,
+            "method": stepper.name,
+        },
+        status=torch.tensor(int(result.status)),
+    )
+    if raise_on_failure and result.status != Status.SUCCESS:
+        raise SolverError(result.message, partial=sol, t=result.t_final)
+    return sol
+
+
+__all__ = ["SDEMethod", "solve_sde"]
