@@ -77,6 +77,12 @@ class LatentODE(nn.Module):
         z0_time: the time (user units) where ``z0`` lives, common to all series; None puts it
             at each series' first observation. A common time lets a batch that shares its
             target times be decoded in one solve (much faster).
+        union_grid: decode a batch on the union of its series' target times: one solve over
+            that shared grid, from which each series reads its own times back (Rubanova et
+            al.'s way), instead of following each series' own times. Same loss to solver
+            tolerance; it needs a common start (``z0_time``, or series that share their first
+            time) and otherwise decodes on the series' own times. The encoder always follows
+            each series' own times (it updates at every observation anyway).
         method, rtol, atol, options, gradient, batch_mode: solver settings (encoder and
             latent ODE; see :class:`~kutta.models.SolverOptions`).
 
@@ -109,9 +115,11 @@ class LatentODE(nn.Module):
         options: Mapping[str, Any] | None = None,
         gradient: str = "backprop",
         batch_mode: str = "shared",
+        union_grid: bool = False,
     ):
         super().__init__()
         self.solver = make_solver_options(method, rtol, atol, options, gradient, batch_mode)
+        self.union_grid = union_grid
         _check_no_step_size(self.solver)
         if obs_std is not None and not obs_std > 0:
             raise InvalidArgumentError(f"obs_std must be positive or None, got {obs_std}")
@@ -195,10 +203,14 @@ class LatentODE(nn.Module):
         self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor
     ) -> torch.Tensor:
         """Latent states (and integrated intensities) at ``times`` (N, Q) from z0 (N, L) at t0 (N,)."""
-        if self.intensity is None:
-            return evolve_through(self.dynamics, z0, t0, times, self.solver)
-        field = _PoissonAugmented(self.dynamics, self.intensity, self.latent_dim)
-        start = torch.cat([z0, z0.new_zeros(z0.shape[0], self.input_channels)], dim=-1)
+        field, start = self.dynamics, z0
+        if self.intensity is not None:
+            field = _PoissonAugmented(self.dynamics, self.intensity, self.latent_dim)
+            start = torch.cat([z0, z0.new_zeros(z0.shape[0], self.input_channels)], dim=-1)
+        if self.union_grid and bool((t0 == t0[0]).all()):
+            grid, position = torch.unique(times, sorted=True, return_inverse=True)
+            on_grid = evolve_through(field, start, t0, grid.expand(len(t0), -1), self.solver)
+            return on_grid.gather(1, position.unsqueeze(-1).expand(-1, -1, on_grid.shape[-1]))
         return evolve_through(field, start, t0, times, self.solver)
 
     def decode(self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -262,6 +274,26 @@ class LatentODE(nn.Module):
             kl,
             mask.sum(dim=(-1, -2)),
         )
+
+    def loss(
+        self, batch: Any, target: Any | None = None, n_samples: int = 1, kl_weight: float = 1.0
+    ) -> torch.Tensor:
+        """The training loss: the negative ELBO per observed target value (a scalar).
+
+        This is the model's side of :func:`kutta.train.fit`, which trains it with the Trainer
+        (checkpoints, resume, logging); see :meth:`elbo` for the arguments.
+
+        Example:
+            >>> from types import SimpleNamespace
+            >>> batch = SimpleNamespace(times=torch.linspace(0, 1, 4), values=torch.randn(2, 4, 1))
+            >>> LatentODE(1, latent_dim=2, encoder_hidden=4, method="rk4").loss(batch).shape
+            torch.Size([])
+        """
+        return self.elbo(batch, target, n_samples, kl_weight).loss()
+
+    def vector_fields(self) -> tuple[nn.Module, ...]:
+        """The modules the solvers call (encoder and latent dynamics): count their calls for NFE."""
+        return (self.encoder_func, self.dynamics)
 
     def predict(
         self, batch: Any, times: torch.Tensor, n_samples: int = 32
