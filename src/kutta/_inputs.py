@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .errors import InvalidArgumentError
+from .solvers.compiled import CompileTarget
 
 
 @dataclasses.dataclass
@@ -204,6 +205,11 @@ def normalize(
             checked = True
             _check_output("func", out, y)
         return -out if reverse else out
+
+    if shapes is None:
+        # lets an explicit method with compile=True trace the user's field instead of this
+        # per-solve wrapper (see kutta.solvers.compiled)
+        f.compile_target = CompileTarget(func, reverse, tdtype, counter)
 
     def f_user_time(tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         counter.calls += 1

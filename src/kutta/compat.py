@@ -147,7 +147,10 @@ def odeint(
             ``kutta.solvers.registry.method_names()``.
         options: torchdiffeq's options (``step_size``, ``first_step``, ``max_num_steps``,
             ``min_step``, ``max_step``, ``norm``, ``step_t``, ``jump_t``, ``perturb``, ``interp``,
-            ``dtype``, ...). Unknown names are an error.
+            ``dtype``, ...). Unknown names are an error. kutta adds ``compile`` for explicit
+            Runge-Kutta methods: ``True`` runs each step as one ``torch.compile``-d graph, which
+            pays off for small states and long or repeated solves (the first solve compiles,
+            for tens of seconds).
         event_fn: ``event_fn(t, y) -> tensor``; integration stops when it changes sign. Then
             only ``t[0]`` is used and ``(event_t, solution)`` is returned.
 

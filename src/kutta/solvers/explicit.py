@@ -16,6 +16,7 @@ import torch
 
 from ..errors import InvalidArgumentError
 from .base import Method, StepResult
+from .compiled import CompileTarget, compiled_attempt
 from .tableau import ButcherTableau, TableauTensors
 
 
@@ -40,6 +41,10 @@ class ExplicitRK(Method):
             fixed-step methods) force a choice, as torchdiffeq's ``interp`` option does.
         perturb: evaluate stage times at ``t + h`` one float nudged inwards, so a vector field
             with a jump at a step boundary is sampled on the correct side.
+        compile: run each shared-mode step as one ``torch.compile``-d graph (see
+            :mod:`kutta.solvers.compiled`). The first solve pays the compilation (tens of
+            seconds); later ones with the same field and shapes reuse it. Steps the compiled path
+            cannot take (tuple states, per-sample mode, ``perturb``, Hermite output) run eagerly.
 
     Example:
         >>> import torch
@@ -55,6 +60,7 @@ class ExplicitRK(Method):
     tableau: ButcherTableau
     interp: str = "auto"
     perturb: bool = False
+    compile: bool = False
     _tt: TableauTensors | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +95,10 @@ class ExplicitRK(Method):
     def step(self, f, t, y, h, state) -> StepResult:
         if not isinstance(h, float):
             return self._step_per_sample(f, t, y, h, state)
+        if self.compile and not self.perturb and not self._hermite:
+            target = getattr(f, "compile_target", None)
+            if target is not None:
+                return self._compiled_step(target, f, t, y, h, state)
         tt = self._tt
         c = tt.c_list
         shape = y.shape
@@ -116,6 +126,20 @@ class ExplicitRK(Method):
             f1 = f(self._stage_time(t, 1.0, h), y1)
         else:
             f1 = None
+        return StepResult(y1, error, RKDense(y, y1, h, stages, f1), f1)
+
+    def _compiled_step(self, target: CompileTarget, f, t, y, h, state) -> StepResult:
+        k0 = f(t, y) if state is None else state
+        sign = -1.0 if target.reverse else 1.0
+        times = torch.tensor(
+            [sign * (t + ci * h) for ci in self._tt.c_list] + [h],
+            dtype=torch.float64,
+            device=y.device,
+        )
+        attempt = compiled_attempt(self.tableau, target.reverse)
+        y1, error, stages, k_last = attempt(target.func, times, target.time_dtype, y, k0)
+        target.counter.calls += self.tableau.stages - 1
+        f1 = k_last if self._fsal else None
         return StepResult(y1, error, RKDense(y, y1, h, stages, f1), f1)
 
     def _step_per_sample(self, f, t, y, h, state) -> StepResult:

@@ -58,10 +58,12 @@ def register_method(
 
 for _name, _tab in EXPLICIT_TABLEAUS.items():
     if _tab.adaptive:
-        register_method(_name, lambda _t=_tab, **kw: ExplicitRK(_t, **kw), frozenset())
+        register_method(_name, lambda _t=_tab, **kw: ExplicitRK(_t, **kw), frozenset({"compile"}))
     else:
         register_method(
-            _name, lambda _t=_tab, **kw: ExplicitRK(_t, **kw), frozenset({"interp", "perturb"})
+            _name,
+            lambda _t=_tab, **kw: ExplicitRK(_t, **kw),
+            frozenset({"interp", "perturb", "compile"}),
         )
 
 

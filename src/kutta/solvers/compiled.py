@@ -1,0 +1,107 @@
+"""An optional ``torch.compile``-d explicit Runge–Kutta step (shared batch mode).
+
+Why: for small states a solve is dominated by per-operation dispatch, not arithmetic. Compiled,
+one step (every stage's field call, the stage combinations and the error estimate) becomes one
+graph whose elementwise work is fused, so a step costs about as much as its bare field calls.
+
+What it needs: the step is traced with time and step size as 0-dim tensors (host floats would be
+specialized into the graph and force a recompile per step) and with the user's own vector field,
+whose identity is stable across solves (the loop's counting wrapper is new per solve, so tracing
+it would recompile every solve). The wrapper made by :func:`kutta._inputs.normalize` therefore
+exposes a :class:`CompileTarget`; wrappers without one (tuple states, the adjoint's augmented
+field, jump clamping) take the eager step, which computes the same thing.
+
+The tableau's coefficients are baked into the graph as constants, one compiled function per
+tableau and time direction, shared by all solves; ``torch.compile`` caches graphs per vector field, grad mode and input
+shape on top of that (a changed batch size makes the batch dimension dynamic after one
+recompile). Past torch's recompile limit (8 per method and direction) dynamo runs the step
+eagerly and says so in a warning. Using the compiled step sets
+``torch._dynamo.config.allow_unspec_int_on_nn_module = True`` for the process (see below).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .tableau import ButcherTableau
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileTarget:
+    """How to call the user's field without the per-solve wrapper.
+
+    ``f(t, y) = sign * func(sign * t, y)`` in the loop's (forward) time, where ``sign`` is -1 for
+    a solve backwards in time; ``counter.calls`` is the wrapper's evaluation count.
+    """
+
+    func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    reverse: bool
+    time_dtype: torch.dtype
+    counter: Any
+
+
+_CACHE: dict[tuple[ButcherTableau, bool], Callable] = {}
+
+
+def compiled_attempt(tableau: ButcherTableau, reverse: bool) -> Callable:
+    """The compiled ``attempt(func, times, time_dtype, y, k0) -> (y1, error, stages, k_last)`` of a tableau.
+
+    ``times`` is a float64 tensor holding the stage times in the user's time (``sign * (t + c_i
+    h)``, rounded on the host exactly as the eager step does) followed by ``h``; ``k0`` is the
+    field at ``(t, y)`` in loop time; ``stages`` are the flattened stage derivatives stacked as rows ``(s, n)``, as the eager
+    step's dense output stores them; ``error`` is None for a tableau without an embedded method.
+    """
+    key = (tableau, reverse)
+    if key not in _CACHE:
+        # Fields that count their own calls (``self.nfe += 1``, as in torchdiffeq's examples)
+        # would otherwise be recompiled at every step: dynamo treats integer attributes of
+        # modules as constants unless told not to.
+        torch._dynamo.config.allow_unspec_int_on_nn_module = True
+        attempt = _make_attempt(tableau, reverse)
+        # dynamo keeps its compiled graphs (and its recompile limit) per code object; a code
+        # object of its own per tableau and direction keeps methods from evicting each other.
+        name = f"attempt_{tableau.name}{'_reverse' if reverse else ''}"
+        attempt = types.FunctionType(
+            attempt.__code__.replace(co_name=name),
+            attempt.__globals__,
+            name,
+            attempt.__defaults__,
+            attempt.__closure__,
+        )
+        _CACHE[key] = torch.compile(attempt)
+    return _CACHE[key]
+
+
+def _combine(coeffs: tuple[float, ...], ks: list[torch.Tensor]) -> torch.Tensor:
+    """``sum_j coeffs[j] * ks[j]`` over the nonzero coefficients (fused by the compiler)."""
+    terms = [a * k for a, k in zip(coeffs, ks) if a != 0.0]
+    if not terms:
+        return torch.zeros_like(ks[0])
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _make_attempt(tableau: ButcherTableau, reverse: bool) -> Callable:
+    a, b, b_err, stages_count = tableau.a, tableau.b, tableau.b_err, tableau.stages
+
+    def attempt(func, times, time_dtype, y, k0):
+        h_state = times[stages_count].to(y.dtype)
+        ks = [k0]
+        y_stage = y
+        for i in range(1, stages_count):
+            y_stage = y + h_state * _combine(a[i], ks)
+            k = func(times[i].to(time_dtype), y_stage)
+            ks.append(-k if reverse else k)
+        y1 = y_stage if tableau.fsal else y + h_state * _combine(b, ks)
+        error = None if b_err is None else h_state * _combine(b_err, ks)
+        stages = torch.stack([k.reshape(-1) for k in ks])
+        return y1, error, stages, ks[-1]
+
+    return attempt
