@@ -3,7 +3,14 @@
 import torch
 
 from kutta.experiments import run as runs
-from kutta.experiments.periodic import PeriodicData, observation_masks, periodic_data
+from kutta.experiments.periodic import (
+    PeriodicConfig,
+    PeriodicData,
+    PeriodicModel,
+    PeriodicTask,
+    observation_masks,
+    periodic_data,
+)
 
 TINY = [
     "data.num_series=20",
@@ -52,3 +59,23 @@ def test_short_run_reports_every_model_in_both_modes(tmp_path):
     assert sorted(p.name for p in result.plots) == ["loss.png", "nfe.png", "predictions.png"]
     records = runs.read_metrics_log(tmp_path)
     assert records[-1]["nfe_forward"] > 0
+
+
+def test_recurrent_baselines_never_predict_a_value_they_have_seen():
+    # Fairness of the interpolation MSE, which also scores the observed points: the ODE-RNN and
+    # the GRU-dt predict time j from their state before the update at j, so changing the value
+    # observed at j leaves the prediction at j alone (and changes the later ones).
+    config = PeriodicConfig(data=PeriodicData(num_series=4, num_points=12, observed=6))
+    config.model = PeriodicModel(latent_dim=2, encoder_hidden=4, dynamics_hidden=4, rnn_hidden=4)
+    task = PeriodicTask(config, torch.device("cpu"), torch.float64)
+    rows = torch.arange(4)
+    seen = task.masks["interpolation"][0]
+    j = int(seen[0].nonzero()[2])  # an observed time of series 0 that is not its first
+    observed = task.batch(rows, seen)
+    changed = task.batch(rows, seen)
+    changed.values[0, j] += 1.0
+    for kind in ["odernn", "gru"]:
+        before = task.predict(task.model, f"interpolation_{kind}", observed)
+        after = task.predict(task.model, f"interpolation_{kind}", changed)
+        assert torch.equal(before[0, : j + 1], after[0, : j + 1])
+        assert not torch.equal(before[0, j + 1 :], after[0, j + 1 :])

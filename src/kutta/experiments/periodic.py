@@ -11,10 +11,14 @@ Each observed batch is the full grid with a mask, so every model walks the same 
 
 * ``latent``: :class:`kutta.models.LatentODE` (ODE-RNN encoder run backwards, ELBO loss);
   predictions decode the posterior mean.
-* ``odernn``: :class:`kutta.models.ODERNN`; the prediction at each time reads out the hidden
-  state after the update (an unobserved time gets no update: the ODE carries the state there).
-* ``gru``: a GRU cell stepping through the grid with inputs (value * mask, mask, time gap)
-  and the same readout: the classic "RNN with Δt" baseline.
+* ``odernn``: :class:`kutta.models.ODERNN`; the prediction at each time reads out the state
+  evolved there *before* that time's update (:meth:`~kutta.models.ODERNN.predict`).
+* ``gru``: :class:`kutta.models.GRUDelta`, a GRU stepping through the grid with inputs
+  (value * mask, mask, time gap), the classic "RNN with Δt" baseline, read out the same way.
+
+No model predicts a value from a state that has already seen it: otherwise the recurrent models
+would copy the observed half of the interpolation targets (Rubanova et al. shift the ODE-RNN's
+outputs by one step for this reason), while the Latent ODE reconstructs every point from z0.
 
 All models train side by side on the same batches (no shared parameters). The test MSE is over
 every target point; for interpolation also over the unobserved points alone.
@@ -34,7 +38,7 @@ from kutta.data import IrregularBatch
 from kutta.errors import InvalidArgumentError, UnknownNameError
 from kutta.experiments.base import Experiment
 from kutta.experiments.registry import register
-from kutta.models import ODERNN, LatentODE
+from kutta.models import ODERNN, AutonomousMLP, GRUDelta, LatentODE
 from kutta.train.config import SolverConfig, TrainConfig
 from kutta.train.trainer import StepOutput
 
@@ -73,6 +77,8 @@ class PeriodicModel:
     latent_dim: int = 6
     encoder_hidden: int = 20
     decoder_hidden: int = 20
+    #: width of the latent vector field's hidden layer
+    dynamics_hidden: int = 24
     #: observation std of the Latent ODE's Gaussian likelihood (Rubanova et al. use 0.01)
     obs_std: float = 0.01
     #: hidden size of the ODE-RNN and of the GRU baseline
@@ -142,32 +148,6 @@ def observation_masks(
     return seen.clone(), (~seen).clone()
 
 
-class GRUWithTimeGaps(nn.Module):
-    """A GRU stepping through the grid with inputs (value * mask, mask, time since last step).
-
-    Example:
-        >>> batch = IrregularBatch.from_nan_values(torch.linspace(0, 1, 5), torch.randn(2, 5, 1))
-        >>> GRUWithTimeGaps(1, hidden_dim=8)(batch).shape
-        torch.Size([2, 5, 1])
-    """
-
-    def __init__(self, channels: int, hidden_dim: int):
-        super().__init__()
-        self.cell = nn.GRUCell(2 * channels + 1, hidden_dim)
-        self.readout = nn.Linear(hidden_dim, channels)
-
-    def forward(self, batch: IrregularBatch) -> torch.Tensor:
-        mask = batch.mask.to(batch.values)
-        gaps = torch.diff(batch.times, dim=1, prepend=batch.times[:, :1])
-        h = batch.values.new_zeros(batch.values.shape[0], self.cell.hidden_size)
-        states = []
-        for j in range(batch.times.shape[1]):
-            inputs = torch.cat([batch.values[:, j] * mask[:, j], mask[:, j], gaps[:, j, None]], -1)
-            h = self.cell(inputs, h)
-            states.append(h)
-        return self.readout(torch.stack(states, dim=1))
-
-
 class PeriodicTask:
     """The series, their observation masks per mode, and three models per mode."""
 
@@ -204,10 +184,16 @@ class PeriodicTask:
         models: dict[str, nn.Module] = {}
         for mode in self.modes:
             models[f"{mode}_latent"] = LatentODE(
-                1, m.latent_dim, m.encoder_hidden, m.decoder_hidden, obs_std=m.obs_std, **solver
+                1,
+                m.latent_dim,
+                m.encoder_hidden,
+                m.decoder_hidden,
+                dynamics=AutonomousMLP(m.latent_dim, (m.dynamics_hidden,)),
+                obs_std=m.obs_std,
+                **solver,
             )
             models[f"{mode}_odernn"] = ODERNN(1, m.rnn_hidden, output_channels=1, **solver)
-            models[f"{mode}_gru"] = GRUWithTimeGaps(1, m.rnn_hidden)
+            models[f"{mode}_gru"] = GRUDelta(1, m.rnn_hidden, output_channels=1)
         self.model = nn.ModuleDict(models).to(device=device, dtype=dtype)
         self.num_examples = len(self.rows["train"])
         self._calls = 0
@@ -235,9 +221,10 @@ class PeriodicTask:
         if name.endswith("latent"):
             posterior = net.encode(observed)
             return net.decode(posterior.mean.unsqueeze(0), posterior.t0, self.t)[0]
-        if name.endswith("odernn"):
-            return net.readout(net(observed).posterior)
-        return net(observed)
+        # The recurrent models predict each time from their state before its update: an
+        # observed value is never read out of a state that has seen it (Rubanova et al. shift
+        # the ODE-RNN's outputs by one step for the same reason).
+        return net.predict(observed)
 
     def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
         self._calls = 0
