@@ -132,8 +132,9 @@ class BrownianInterval(BaseBrownian):
     interval values (None: unbounded), ``halfway_tree`` only ever splits intervals in half (the
     path then depends on ``entropy`` alone, with time resolution ``tol``),
     ``levy_area_approximation`` is one of LEVY_AREA_APPROXIMATIONS, and ``W``/``H`` fix the
-    increment and space-time Lévy area over [t0, t1]. ``dt`` and ``pool_size`` are accepted for
-    compatibility: the tree keeps itself balanced without a step-size hint.
+    increment and space-time Lévy area over [t0, t1]. ``dt`` is the expected step: the tree then
+    splits on the grid t0 + k dt, so that fixed steps of dt sample one bridge each (the path
+    depends on the hint, as torchsde's does). ``pool_size`` is accepted for compatibility.
 
     Like torchsde's, the sampled path depends on ``entropy`` and on where the queries fall; any
     set of queries to one object is consistent.
@@ -374,7 +375,7 @@ class BrownianInterval(BaseBrownian):
             if node.end - t <= self._resolution:
                 return node.end
             length = node.end - node.start
-            mid = 0.5 * (node.start + node.end)
+            mid = self._split_point(node.start, node.end)
             if self._halfway or min(t - node.start, node.end - t) < 0.25 * length:
                 if not node.start < mid < node.end:  # float resolution reached
                     return node.start if t - node.start <= node.end - t else node.end
@@ -384,6 +385,18 @@ class BrownianInterval(BaseBrownian):
                 continue
             node.split(t)
             return t
+
+    def _split_point(self, start: float, end: float) -> float:
+        """Where to halve a leaf: its midpoint, moved to the nearest point of the ``dt`` grid
+        when that stays in the middle half. Sequential steps of ``dt`` then only ever create
+        grid points, one bridge sample per step (plain halving creates about two)."""
+        mid = 0.5 * (start + end)
+        if self._dt is None or self._halfway:
+            return mid
+        origin = self._root.start
+        on_grid = origin + round((mid - origin) / self._dt) * self._dt
+        quarter = 0.25 * (end - start)
+        return on_grid if start + quarter <= on_grid <= end - quarter else mid
 
     def _interval_values(self, ta: float, tb: float):
         """(W, H, A) over [ta, tb]; both are already endpoints of tree intervals."""
@@ -531,12 +544,22 @@ class BrownianInterval(BaseBrownian):
         chol_11 = math.sqrt(max(c_ww, 0.0))
         chol_21 = c_wh / chol_11 if chol_11 > 0 else 0.0
         chol_22 = math.sqrt(max(c_hh - chol_21 * chol_21, 0.0))
-        w_left = torch.mul(w, l / n).add_(h, alpha=6 * l * r / n**2).add_(z[0], alpha=chol_11)
-        h_left = torch.mul(h, l * l / n**2).add_(z[0], alpha=chol_21).add_(z[1], alpha=chol_22)
-        w_right = w - w_left
-        h_right = torch.mul(h, n / r).add_(h_left, alpha=-l / r).add_(w_left, alpha=-0.5)
-        h_right.add_(w_right, alpha=0.5 * l / r)
-        return w_left, h_left, w_right, h_right
+        # The four children's values are linear in (W, H, z0, z1): one matrix product.
+        w_left = (l / n, 6 * l * r / n**2, chol_11, 0.0)
+        h_left = (0.0, l * l / n**2, chol_21, chol_22)
+        w_right = tuple(-c for c in w_left)
+        w_right = (1.0 + w_right[0], *w_right[1:])
+        # H_right from H = (l H_l + r H_r + (r W_l - l W_r) / 2) / n.
+        h_right = tuple(
+            (n / r) * (k == 1) - (l / r) * hl - 0.5 * wl + (0.5 * l / r) * wr
+            for k, (hl, wl, wr) in enumerate(zip(h_left, w_left, w_right))
+        )
+        coefficients = torch.tensor(
+            (w_left, h_left, w_right, h_right), dtype=self._dtype, device=self._device
+        )
+        basis = torch.cat((w.reshape(1, -1), h.reshape(1, -1), z.view(2, -1)))
+        children = torch.mm(coefficients, basis).view(4, *self._size)
+        return children[0], children[1], children[2], children[3]
 
     def _levy_area(self, node: _Node, w, h) -> torch.Tensor:
         """Approximate Lévy area A_ij = ½∫(W_i dW_j - W_j dW_i) of one tree interval of length h.
