@@ -7,6 +7,7 @@ next one's numbers), with one thread for torch and the BLAS libraries. Extra arg
     .venv/bin/python benchmarks/run_all.py                 # everything
     .venv/bin/python benchmarks/run_all.py --quick         # every script's smoke configuration
     .venv/bin/python benchmarks/run_all.py --only detest   # scripts whose name contains "detest"
+    .venv/bin/python benchmarks/run_all.py --only models   # bench_models.py: Latent ODE, CNF epochs
 """
 
 from __future__ import annotations
