@@ -189,6 +189,17 @@ class _AdjointSDE:
         noise = self._flat(-g_v.detach(), noise_grads, y)
         return drift, noise
 
+    def increment(self, s, state, h, v):
+        """``h drift + noise`` with one vector-Jacobian product instead of one for each."""
+        t = -s
+        y, a = self._split(state)
+        with torch.enable_grad():
+            y_in = y.detach().requires_grad_(True)
+            f, g_v = self._drift_and_noise(t, y_in, v)
+            change = h * f + g_v
+            grads = _vjp(change, (y_in, *self.params), a)
+        return self._flat(-change.detach(), grads, y)
+
     def _flat(self, y_part, grads, y):
         pieces = [y_part.reshape(-1)]
         for grad, like in zip(grads, (y, *self.params)):
@@ -211,6 +222,7 @@ class _SDEViewOf:
         self.diagonal = False
         self.f_and_g_prod = adjoint_sde.f_and_g_prod
         self.g_prod = adjoint_sde.g_prod
+        self.increment = adjoint_sde.increment
 
 
 class _ContinuousAdjoint(torch.autograd.Function):

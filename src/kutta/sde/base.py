@@ -127,6 +127,11 @@ class SDEView:
         else:
             self.f_and_g_prod = self._f_and_g_prod_from_g
 
+    def increment(self, t, y: torch.Tensor, h: float, v: torch.Tensor) -> torch.Tensor:
+        """``f h + g v``: the change over a step of size h with Brownian increment v."""
+        f, g_v = self.f_and_g_prod(t, y, v)
+        return h * f + g_v
+
     def _f_and_g_prod_from_g(self, t, y, v):
         f, g = self.f_and_g(t, y)
         return f, self.prod(g, v)

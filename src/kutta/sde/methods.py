@@ -138,9 +138,9 @@ class Heun(Method):
     def step(self, t0, t1, y, extra):
         h = t1 - t0
         dw = self.bm(t0, t1)
-        f, g_dw = self.sde.f_and_g_prod(self.time(t0, y), y, dw)
-        f_pred, g_dw_pred = self.sde.f_and_g_prod(self.time(t1, y), y + h * f + g_dw, dw)
-        return y + (0.5 * h) * (f + f_pred) + 0.5 * (g_dw + g_dw_pred), extra
+        change = self.sde.increment(self.time(t0, y), y, h, dw)
+        change_pred = self.sde.increment(self.time(t1, y), y + change, h, dw)
+        return y + 0.5 * (change + change_pred), extra
 
 
 class Midpoint(Method):
@@ -151,10 +151,8 @@ class Midpoint(Method):
     def step(self, t0, t1, y, extra):
         h = t1 - t0
         dw = self.bm(t0, t1)
-        f, g_dw = self.sde.f_and_g_prod(self.time(t0, y), y, dw)
-        y_mid = y + (0.5 * h) * f + 0.5 * g_dw
-        f_mid, g_dw_mid = self.sde.f_and_g_prod(self.time(t0 + 0.5 * h, y), y_mid, dw)
-        return y + h * f_mid + g_dw_mid, extra
+        y_mid = y + 0.5 * self.sde.increment(self.time(t0, y), y, h, dw)
+        return y + self.sde.increment(self.time(t0 + 0.5 * h, y), y_mid, h, dw), extra
 
 
 class ReversibleHeun(Method):
