@@ -268,6 +268,19 @@ SRA1 = SRATableau(
 )
 
 
+def _plus(base, scale, coefficients, vectors):
+    """base + scale Σ c_j v_j over the nonzero coefficients (``base`` itself if there are none)."""
+    for c, v in zip(coefficients, vectors):
+        if c != 0.0:
+            base = torch.add(base, v, alpha=scale * c)
+    return base
+
+
+def _add_prod(sde: SDEView, base, g, v):
+    """base + prod(g, v), fused when the product is elementwise (diagonal noise)."""
+    return torch.addcmul(base, g, v) if sde.prod is torch.mul else base + sde.prod(g, v)
+
+
 def _combine(coefficients, vectors):
     """Σ c_j v_j over the nonzero coefficients; None when all are zero."""
     total = None
@@ -293,39 +306,53 @@ class SRK(Method):
             return self._step_sra(SRA1, t0, t1, y), extra
         return self._step_sri(SRID2, t0, t1, y), extra
 
+    def _beta(self, tab: SRITableau, like: torch.Tensor) -> torch.Tensor:
+        """The (stages, 4) matrix of β coefficients, made once per dtype and device."""
+        cached = getattr(self, "_beta_matrix", None)
+        if cached is None or cached.dtype != like.dtype or cached.device != like.device:
+            rows = list(zip(tab.beta1, tab.beta2, tab.beta3, tab.beta4))
+            cached = torch.tensor(rows, dtype=like.dtype, device=like.device)
+            self._beta_matrix = cached
+        return cached
+
     def _step_sri(self, tab: SRITableau, t0, t1, y):
         h = t1 - t0
         sqrt_h = math.sqrt(h)
         dw, u = self.bm(t0, t1, return_U=True)
         i_10_over_h = u / h
-        noise_weights = []
-        for i in range(len(tab.alpha)):
-            # I_(k), I_(k,k)/√h, I_(k,0)/h, I_(k,k,k)/h combined with this stage's β coefficients.
-            w = tab.beta1[i] * dw
-            w = w + tab.beta2[i] * (dw * dw - h) / (2 * sqrt_h)
-            w = w + tab.beta3[i] * i_10_over_h
-            w = w + tab.beta4[i] * (dw * dw * dw - 3 * h * dw) / (6 * h)
-            noise_weights.append(w)
+        # Each stage's noise weight combines I_(k), I_(k,k)/√h, I_(k,0)/h and I_(k,k,k)/h with
+        # its β coefficients: all four stages as one matrix product.
+        dw_sq = dw * dw
+        integrals = torch.stack(
+            (
+                dw,
+                (dw_sq - h) * (0.5 / sqrt_h),
+                i_10_over_h,
+                (dw_sq - 3 * h).mul_(dw).mul_(1 / (6 * h)),
+            )
+        )
+        noise_weights = torch.mm(self._beta(tab, dw), integrals.view(len(integrals), -1)).view(
+            -1, *dw.shape
+        )
         fs, gs = [], []
         out = y
+        sde = self.sde
         for i in range(len(tab.alpha)):
-            drift_part = _combine(tab.a0[i], fs)
-            h0 = y if drift_part is None else y + h * drift_part
+            h0 = _plus(y, h, tab.a0[i], fs)
             diff0 = _combine(tab.b0[i], gs)
             if diff0 is not None:
-                h0 = h0 + self.sde.prod(diff0, i_10_over_h)
-            drift_part1 = _combine(tab.a1[i], fs)
-            h1 = y if drift_part1 is None else y + h * drift_part1
+                h0 = _add_prod(sde, h0, diff0, i_10_over_h)
+            h1 = _plus(y, h, tab.a1[i], fs)
             diff1 = _combine(tab.b1[i], gs)
             if diff1 is not None:
-                h1 = h1 + sqrt_h * (diff1 if self.sde.diagonal else diff1[..., 0])
-            f_i = self.sde.f(self.time(t0 + tab.c0[i] * h, y), h0)
-            g_i = self.sde.g(self.time(t0 + tab.c1[i] * h, y), h1)
+                h1 = torch.add(h1, diff1 if sde.diagonal else diff1[..., 0], alpha=sqrt_h)
+            f_i = sde.f(self.time(t0 + tab.c0[i] * h, y), h0)
+            g_i = sde.g(self.time(t0 + tab.c1[i] * h, y), h1)
             fs.append(f_i)
             gs.append(g_i)
             if tab.alpha[i] != 0.0:
-                out = out + (tab.alpha[i] * h) * f_i
-            out = out + self.sde.prod(g_i, noise_weights[i])
+                out = torch.add(out, f_i, alpha=tab.alpha[i] * h)
+            out = _add_prod(sde, out, g_i, noise_weights[i])
         return out
 
     def _step_sra(self, tab: SRATableau, t0, t1, y):
