@@ -11,6 +11,7 @@ from kutta.experiments.periodic import (
     observation_masks,
     periodic_data,
 )
+from kutta.train.config import SolverConfig
 
 TINY = [
     "data.num_series=20",
@@ -61,21 +62,47 @@ def test_short_run_reports_every_model_in_both_modes(tmp_path):
     assert records[-1]["nfe_forward"] > 0
 
 
+def _tiny_task(**solver):
+    config = PeriodicConfig(data=PeriodicData(num_series=4, num_points=12, observed=6))
+    config.model = PeriodicModel(latent_dim=2, encoder_hidden=4, dynamics_hidden=4, rnn_hidden=4)
+    if solver:
+        config.solver = SolverConfig(**solver)
+    return PeriodicTask(config, torch.device("cpu"), torch.float64)
+
+
 def test_recurrent_baselines_never_predict_a_value_they_have_seen():
     # Fairness of the interpolation MSE, which also scores the observed points: the ODE-RNN and
     # the GRU-dt predict time j from their state before the update at j, so changing the value
     # observed at j leaves the prediction at j alone (and changes the later ones).
-    config = PeriodicConfig(data=PeriodicData(num_series=4, num_points=12, observed=6))
-    config.model = PeriodicModel(latent_dim=2, encoder_hidden=4, dynamics_hidden=4, rnn_hidden=4)
-    task = PeriodicTask(config, torch.device("cpu"), torch.float64)
+    task = _tiny_task()
     rows = torch.arange(4)
     seen = task.masks["interpolation"][0]
     j = int(seen[0].nonzero()[2])  # an observed time of series 0 that is not its first
-    observed = task.batch(rows, seen)
-    changed = task.batch(rows, seen)
-    changed.values[0, j] += 1.0
     for kind in ["odernn", "gru"]:
-        before = task.predict(task.model, f"interpolation_{kind}", observed)
-        after = task.predict(task.model, f"interpolation_{kind}", changed)
+        name = f"interpolation_{kind}"
+        before = task.predict(task.model, name, rows, seen)
+        task.y[0, j] += 1.0
+        after = task.predict(task.model, name, rows, seen)
+        task.y[0, j] -= 1.0
         assert torch.equal(before[0, : j + 1], after[0, : j + 1])
         assert not torch.equal(before[0, j + 1 :], after[0, j + 1 :])
+
+
+def test_latent_encoder_on_observed_points_equals_the_masked_grid():
+    # The Latent ODE's encoder reads only the observed points. On the masked full grid it makes
+    # no update at the other times, so once the (backwards) run has met its first observation
+    # both give the same posterior of z0, to solver tolerance; here every series observes the
+    # grid's last time so that both runs start there.
+    task = _tiny_task(method="dopri5", rtol=1e-10, atol=1e-12)
+    rows = torch.arange(4)
+    generator = torch.Generator().manual_seed(0)
+    seen = torch.zeros(4, 12, dtype=torch.bool)
+    seen[:, -1] = True
+    for row in range(4):
+        seen[row, torch.randperm(11, generator=generator)[:5]] = True
+    net = task.model["interpolation_latent"]
+    compact = net.encode(task.observed_points(rows, seen))
+    masked = net.encode(task.batch(rows, seen))
+    assert compact.t0.tolist() == [0.0] * 4 and masked.t0.tolist() == [0.0] * 4
+    torch.testing.assert_close(compact.mean, masked.mean, rtol=1e-7, atol=1e-8)
+    torch.testing.assert_close(compact.std, masked.std, rtol=1e-7, atol=1e-8)

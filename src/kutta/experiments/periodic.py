@@ -74,11 +74,16 @@ class PeriodicData:
 
 @dataclasses.dataclass
 class PeriodicModel:
-    latent_dim: int = 6
+    # Rubanova et al.'s command for this toy: 10 latents, a 20-dim ODE-RNN encoder, latent
+    # vector field with 100 hidden units, linear decoder, 3 posterior samples per series.
+    latent_dim: int = 10
     encoder_hidden: int = 20
-    decoder_hidden: int = 20
+    #: width of the decoder's hidden layer (0: linear)
+    decoder_hidden: int = 0
     #: width of the latent vector field's hidden layer
-    dynamics_hidden: int = 24
+    dynamics_hidden: int = 100
+    #: posterior samples per series in the training ELBO
+    samples: int = 3
     #: observation std of the Latent ODE's Gaussian likelihood (Rubanova et al. use 0.01)
     obs_std: float = 0.01
     #: hidden size of the ODE-RNN and of the GRU baseline
@@ -190,11 +195,14 @@ class PeriodicTask:
                 m.decoder_hidden,
                 dynamics=AutonomousMLP(m.latent_dim, (m.dynamics_hidden,)),
                 obs_std=m.obs_std,
+                # z0 at the grid's first time for every series, as Rubanova et al.
+                z0_time=float(t[0]),
                 **solver,
             )
             models[f"{mode}_odernn"] = ODERNN(1, m.rnn_hidden, output_channels=1, **solver)
             models[f"{mode}_gru"] = GRUDelta(1, m.rnn_hidden, output_channels=1)
         self.model = nn.ModuleDict(models).to(device=device, dtype=dtype)
+        self.samples = m.samples
         self.num_examples = len(self.rows["train"])
         self._calls = 0
         for net in self.model.values():
@@ -215,16 +223,32 @@ class PeriodicTask:
         lengths = torch.full((len(rows),), len(self.t), dtype=torch.long, device=values.device)
         return IrregularBatch(times, torch.where(mask, values, 0.0), mask, lengths)
 
-    def predict(self, model: nn.Module, name: str, observed: IrregularBatch) -> torch.Tensor:
-        """Model ``name``'s prediction at every grid time given ``observed``: (B, T, 1)."""
+    def observed_points(self, rows: torch.Tensor, mask: torch.Tensor) -> IrregularBatch:
+        """Series ``rows`` at their observed times only (every series observes as many).
+
+        The Latent ODE's encoder reads these: the same recursion as on the masked grid (no
+        update at an unobserved time), without the ODE steps at the unobserved times."""
+        seen = mask[rows]
+        count = int(seen[0].sum())
+        positions = seen.nonzero()[:, 1].view(len(rows), count)
+        times = self.t[positions]
+        values = self.y[rows].gather(1, positions.unsqueeze(-1))
+        lengths = torch.full((len(rows),), count, dtype=torch.long, device=values.device)
+        return IrregularBatch(times, values, torch.ones_like(values, dtype=torch.bool), lengths)
+
+    def predict(
+        self, model: nn.Module, name: str, rows: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Model ``name``'s prediction at every grid time for series ``rows`` observed where
+        ``mask`` (N, T) is True: (B, T, 1)."""
         net = model[name]
         if name.endswith("latent"):
-            posterior = net.encode(observed)
+            posterior = net.encode(self.observed_points(rows, mask))
             return net.decode(posterior.mean.unsqueeze(0), posterior.t0, self.t)[0]
         # The recurrent models predict each time from their state before its update: an
         # observed value is never read out of a state that has seen it (Rubanova et al. shift
         # the ODE-RNN's outputs by one step for the same reason).
-        return net.predict(observed)
+        return net.predict(self.batch(rows, mask))
 
     def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
         self._calls = 0
@@ -232,13 +256,17 @@ class PeriodicTask:
         total = torch.zeros((), device=self.y.device, dtype=self.y.dtype)
         for mode in self.modes:
             seen, target = self.masks[mode]
-            observed = self.batch(rows, seen)
             for kind in KINDS:
                 name = f"{mode}_{kind}"
                 if kind == "latent":
-                    total = total + model[name].elbo(observed, self.batch(rows, target)).loss()
+                    elbo = model[name].elbo(
+                        self.observed_points(rows, seen),
+                        self.batch(rows, target),
+                        n_samples=self.samples,
+                    )
+                    total = total + elbo.loss()
                 else:
-                    error = (self.predict(model, name, observed) - self.y[rows]).squeeze(-1)
+                    error = (self.predict(model, name, rows, seen) - self.y[rows]).squeeze(-1)
                     total = total + error[target[rows]].pow(2).mean()
         return StepOutput(loss=total)
 
@@ -246,11 +274,11 @@ class PeriodicTask:
         rows = self.rows[split].to(self.y.device)
         metrics = {}
         for mode in self.modes:
-            observed = self.batch(rows, self.masks[mode][0])
             seen, target = (mask[rows] for mask in self.masks[mode])
             for kind in KINDS:
                 name = f"{mode}_{kind}"
-                error = (self.predict(model, name, observed) - self.y[rows]).squeeze(-1).pow(2)
+                prediction = self.predict(model, name, rows, self.masks[mode][0])
+                error = (prediction - self.y[rows]).squeeze(-1).pow(2)
                 metrics[f"{split}_mse_{name}"] = error[target].mean().item()
                 if mode == "interpolation":
                     metrics[f"{split}_mse_unobserved_{name}"] = error[target & ~seen].mean().item()
@@ -296,10 +324,11 @@ class Periodic(Experiment):
         t = task.t.cpu()
         with torch.no_grad():
             for i, mode in enumerate(task.modes):
-                observed = task.batch(rows, task.masks[mode][0])
                 seen = task.masks[mode][0][rows]
                 predictions = {
-                    kind: task.predict(task.model.eval(), f"{mode}_{kind}", observed).cpu()
+                    kind: task.predict(
+                        task.model.eval(), f"{mode}_{kind}", rows, task.masks[mode][0]
+                    ).cpu()
                     for kind in KINDS
                 }
                 for j, ax in enumerate(axes[i]):
