@@ -1,9 +1,16 @@
-"""The SDE time loop: fixed steps, or step doubling (torchsde's adaptive scheme).
+"""SDE steps in the shared solve loop (:func:`kutta.loop.integrate_shared`).
 
-This is the seam to the shared engine: it needs only a ``method`` with ``step(t0, t1, y, extra)``
-and returns the states at the output times, so it can be replaced by the kutta.solve loop.
-Steps end exactly on every output time (no interpolation), so fixed-step solves with output
-times on the dt grid take the same steps whatever ``ts`` is.
+The loop that solves ODEs solves SDEs too: :class:`SDEStep` presents one of kutta.sde's
+one-step methods (``step(t0, t1, y, extra)``, Brownian increments taken inside from the
+Brownian motion) as a :class:`~kutta.solvers.base.Method`. Steps end exactly on every output time
+(no interpolation: an SDE solution is too rough between step ends):
+
+- fixed steps of ``dt`` on :func:`step_grid` (a constant controller);
+- adaptive steps by step doubling: one step against two half steps on the same Brownian path,
+  whose queries are consistent, so rejected steps do not bias the path.
+
+:func:`integrate` is this loop with torchsde's step-doubling rules (:class:`StepDoublingController`),
+for ``sdeint`` and the adjoints; ``kutta.solve`` uses the same steps with kutta's controllers.
 
 Example:
     >>> ys, extra = integrate(method, y0, [0.0, 0.5, 1.0], extra0, dt=0.01)  # doctest: +SKIP
@@ -11,27 +18,111 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from kutta._inputs import Counter
+from kutta.controllers import ConstantController, Controller
 from kutta.errors import SolverError
+from kutta.loop import LoopConfig, integrate_shared
+from kutta.solvers.base import Method, StepResult
+from kutta.status import Status
 
 
-@dataclass
+class SDEStep(Method):
+    """A kutta.sde one-step method (``stepper``) as a method of the shared loop.
+
+    With ``doubling`` the step returns the two half steps and, as its error estimate, their
+    difference from the full step; the controller's exponent is then
+    ``1 / (error_order + 1) = 1 / (strong order + 1/2)`` (torchsde's rule).
+
+    Example:
+        >>> from kutta.sde.methods import Euler
+        >>> step = SDEStep(Euler(view, bm, {}), doubling=False)  # doctest: +SKIP
+    """
+
+    def __init__(self, stepper: Any, doubling: bool, extra0: tuple | None = None):
+        self.stepper, self.doubling, self.extra0 = stepper, doubling, extra0
+        self.name = stepper.name
+        self.strong_order = stepper.strong_order
+        self.error_order = stepper.strong_order - 0.5 if doubling else None
+        self.final_state: Any = extra0
+
+    def init(self, f, t0, y0):
+        self.final_state = self.stepper.init(t0, y0) if self.extra0 is None else self.extra0
+        return self.final_state
+
+    def step(self, f, t, y, h, state) -> StepResult:
+        stepper = self.stepper
+        t_end = t + h
+        y_full, extra = stepper.step(t, t_end, y, state)
+        if not self.doubling:
+            self.final_state = extra
+            return StepResult(y_full, None, (y, y_full), extra)
+        t_mid = t + 0.5 * h
+        y_mid, extra_mid = stepper.step(t, t_mid, y, state)
+        y_two, extra_two = stepper.step(t_mid, t_end, y_mid, extra_mid)
+        with torch.no_grad():
+            error = y_two - y_full
+        # A solve ends with an accepted step, so the last step's state is the final one
+        # (sdeint's ``extra``); the loop itself returns states, not method states.
+        self.final_state = extra_two
+        return StepResult(y_two, error, (y, y_two), extra_two)
+
+
+@dataclasses.dataclass
+class StepDoublingController(Controller):
+    """torchsde's step-doubling control: accept if the error ratio is <= 1 or ``h <= dt_min``;
+    grow accepted steps by at most 1.4 (not after landing on an output time), shrink rejected
+    ones to between 0.2 and 0.9 of their size; never below ``dt_min``.
+
+    The error ratio is the RMS of ``(full - halves) / (rtol * max(|full|, |halves|) + atol)``.
+
+    Example:
+        >>> import torch
+        >>> ctl = StepDoublingController(rtol=1e-3, atol=1e-3, dt_min=1e-5)
+        >>> ctl = ctl.bind(0, torch.float64, torch.device("cpu"), False)
+        >>> ctl.adapt(0.5, 0.1, ctl.init_state(0.1))[:2]
+        (True, 0.14)
+    """
+
+    @torch.no_grad()
+    def error_norm(self, error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor) -> Any:
+        full = y1 - error
+        scale = torch.maximum(full.abs(), y1.abs()).mul_(self.rtol).add_(self.atol)
+        return (error / scale).pow(2).mean().sqrt()
+
+    def init_state(self, h0):
+        return h0  # the step proposed before the loop shortened it to land on an output time
+
+    def adapt(self, scale, h, state):
+        if not math.isfinite(scale):
+            return False, 0.0, state  # a zero step fails at once with a non-finite status
+        accept = scale <= 1.0 or h <= self.dt_min
+        factor = 0.9 * max(scale, 1e-10) ** -self._exponent
+        if not accept:
+            h_next = h * max(0.2, min(0.9, factor))
+        elif h < state:  # landed on an output time: resume with the step proposed before
+            h_next = state
+        else:
+            h_next = h * min(1.4, max(1.0, factor))
+        h_next = max(h_next, self.dt_min)
+        return accept, h_next, h_next
+
+
+@dataclasses.dataclass
 class LoopStats:
     """Counts of one solve: accepted and rejected steps (step doubling counts each attempt once)."""
 
     accepted: int = 0
     rejected: int = 0
-    times: list[float] = field(default_factory=list)
 
 
-def _error_ratio(full: torch.Tensor, halves: torch.Tensor, rtol: float, atol: float) -> float:
-    scale = rtol * torch.maximum(full.abs(), halves.abs()) + atol
-    ratio = ((full - halves) / scale).pow(2).mean().sqrt()
-    return float(ratio)
+def _no_field(t, y):
+    raise AssertionError("SDE steps evaluate the SDE themselves")
 
 
 def integrate(
@@ -48,48 +139,27 @@ def integrate(
 ):
     """States at the times ``ts`` (increasing floats, ts[0] is y0's time) and the final extra state.
 
-    Adaptive stepping compares one step with two half steps on the same Brownian path (queries
-    of a BrownianInterval are consistent, so rejected steps don't bias the path); steps shorter
-    than ``dt_min`` are not taken, a step of dt_min is accepted instead.
+    ``method`` is a kutta.sde one-step method. Fixed steps of ``dt`` end exactly on every output
+    time; adaptive ones follow :class:`StepDoublingController`. Non-finite states raise a
+    :class:`~kutta.SolverError` carrying the outputs computed before them.
     """
-    stats = stats if stats is not None else LoopStats()
-    order = getattr(method, "strong_order", 0.5)
-    ys = [y0]
-    t, y, extra = ts[0], y0, extra0
-    step = dt
-    for out_t in ts[1:]:
-        while t < out_t:
-            next_t = t + step
-            # Land exactly on output times; absorb slivers left by floating-point accumulation.
-            if next_t >= out_t or out_t - next_t < 1e-9 * step:
-                next_t = out_t
-            if not adaptive:
-                y, extra = method.step(t, next_t, y, extra)
-                t = next_t
-                stats.accepted += 1
-                continue
-            h = next_t - t
-            y_full, _ = method.step(t, next_t, y, extra)
-            mid_t = t + 0.5 * h
-            y_mid, extra_mid = method.step(t, mid_t, y, extra)
-            y_two, extra_two = method.step(mid_t, next_t, y_mid, extra_mid)
-            with torch.no_grad():
-                ratio = _error_ratio(y_full, y_two, rtol, atol)
-            if not math.isfinite(ratio):
-                raise SolverError(f"non-finite state at t={t}", partial=torch.stack(ys), t=t)
-            accept = ratio <= 1.0 or h <= dt_min
-            factor = 0.9 * max(ratio, 1e-10) ** (-1.0 / (order + 0.5))
-            if accept:
-                y, extra, t = y_two, extra_two, next_t
-                stats.accepted += 1
-                stats.times.append(t)
-                step = h * min(1.4, max(1.0, factor)) if next_t != out_t else max(step, h)
-            else:
-                stats.rejected += 1
-                step = h * max(0.2, min(0.9, factor))
-            step = max(step, dt_min)
-        ys.append(y)
-    return torch.stack(ys), extra
+    step = SDEStep(method, adaptive, extra0)
+    if adaptive:
+        controller = StepDoublingController(rtol=rtol, atol=atol, dt_min=dt_min)
+        cfg = LoopConfig(first_step=dt, step_t=ts[1:-1], raise_on_failure=False)
+    else:
+        controller = ConstantController()
+        grid = torch.tensor(step_grid(ts, dt)[0], dtype=torch.float64)
+        cfg = LoopConfig(grid=grid, raise_on_failure=False)
+    controller = controller.bind(step.error_order or 0, y0.dtype, y0.device, False)
+    times = torch.tensor(ts, dtype=torch.float64)
+    result = integrate_shared(_no_field, y0, times, step, controller, cfg, Counter())
+    if stats is not None:
+        stats.accepted += result.n_accepted
+        stats.rejected += result.n_rejected
+    if result.status != Status.SUCCESS:
+        raise SolverError(result.message, partial=torch.stack(result.ys), t=result.t_final)
+    return torch.stack(result.ys), step.final_state
 
 
 def step_grid(ts: list[float], dt: float) -> tuple[list[float], list[int]]:

@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,14 +38,13 @@ from kutta.errors import InvalidArgumentError, SolverError
 from kutta.gradients import Backprop, LoopCall
 from kutta.loop import LoopConfig, integrate_shared
 from kutta.sde.base import SDEView
-from kutta.sde.loop import step_grid
+from kutta.sde.loop import SDEStep, step_grid
 from kutta.sde.sdeint import prepare
 from kutta.solution import Solution
-from kutta.solvers.base import Method, StepResult
 from kutta.status import Status
 
 
-class SDEMethod(Method):
+class SDEMethod:
     """An SDE method for ``kutta.solve``, by its kutta.sde (torchsde) name.
 
     Args:
@@ -64,43 +62,15 @@ class SDEMethod(Method):
     """
 
     def __init__(self, name: str | None = None, options: dict | None = None):
-        self.name = name if name is not None else "default"
-        self.requested = name
-        self.options = dict(options or {})
-        self._stepper: Any = None
-        self._doubling = False
+        self.name, self.options = name, dict(options or {})
 
     def __repr__(self) -> str:
         options = f", options={self.options}" if self.options else ""
-        return f"{type(self).__name__}({self.requested!r}{options})"
+        return f"{type(self).__name__}({self.name!r}{options})"
 
-    def for_problem(self, view: SDEView, bm: Any, method_cls: type, doubling: bool) -> SDEMethod:
-        """A copy that steps ``view`` on ``bm`` with ``method_cls``, adaptive if ``doubling``."""
-        bound = copy.copy(self)
-        bound.name = method_cls.name
-        bound._stepper = method_cls(view, bm, dict(self.options))
-        bound._doubling = doubling
-        bound.strong_order = method_cls.strong_order
-        # The controller's exponent is 1 / (error_order + 1) = 1 / (strong order + 1/2),
-        # torchsde's step-doubling rule.
-        bound.error_order = method_cls.strong_order - 0.5 if doubling else None
-        return bound
-
-    def init(self, f, t0, y0):
-        return self._stepper.init(t0, y0)
-
-    def step(self, f, t, y, h, state) -> StepResult:
-        stepper = self._stepper
-        t_end = t + h
-        y_full, extra = stepper.step(t, t_end, y, state)
-        if not self._doubling:
-            return StepResult(y_full, None, (y, y_full), extra)
-        t_mid = t + 0.5 * h
-        y_mid, extra_mid = stepper.step(t, t_mid, y, state)
-        y_two, extra_two = stepper.step(t_mid, t_end, y_mid, extra_mid)
-        with torch.no_grad():
-            error = y_two - y_full
-        return StepResult(y_two, error, (y, y_two), extra_two)
+    def for_problem(self, view: SDEView, bm: Any, method_cls: type, doubling: bool) -> SDEStep:
+        """The loop's method: ``method_cls`` stepping ``view`` on ``bm``, adaptive if ``doubling``."""
+        return SDEStep(method_cls(view, bm, dict(self.options)), doubling)
 
 
 class _CountedSDE:
@@ -196,7 +166,7 @@ def solve_sde(
         raise InvalidArgumentError(f"{'dt0' if adaptive else 'step_size'} must be > 0, got {dt}")
     counter = Counter()
     counted = _CountedSDE(term, counter)
-    problem = prepare(counted, y0, t_eval, term.bm, sde_method.requested, dt, adaptive, None, False)
+    problem = prepare(counted, y0, t_eval, term.bm, sde_method.name, dt, adaptive, None, False)
     stepper = sde_method.for_problem(problem.sde, problem.bm, problem.method_cls, adaptive)
     y0 = problem.y0
     times = torch.tensor(problem.ts, dtype=torch.float64)
