@@ -3,8 +3,9 @@
 Workloads (issue 5):
 - neural SDE with diagonal noise (MLP drift and diffusion, state 32, batch 256), Euler–Maruyama
   and SRK, dt = 1e-2 on [0, 1]: the solve (no grad) with each library's default Brownian motion,
-  and with Brownian intervals given the step as ``dt`` hint; the adjoint gradient (forward +
-  backward, each library's default adjoint method);
+  and with Brownian intervals given the step as ``dt`` hint (by sdeint, and by ``kutta.solve``
+  with an ``SDETerm``); the adjoint gradient (forward + backward, each library's default adjoint
+  method);
 - 10,000 sequential and 10,000 random queries of a BrownianInterval of shape (256, 32).
 
 Each timing is the median of ``--repeats`` runs, the two libraries alternating. Also printed: the
@@ -23,7 +24,9 @@ import time
 import torch
 import torchsde
 
+import kutta
 import kutta.sde as ksde
+from kutta.terms import SDETerm
 
 STATE, BATCH, HIDDEN = 32, 256, 64
 
@@ -148,6 +151,22 @@ def bench_neural_sde(repeats: int) -> None:
             t_k,
             t_torchsde=t_t,
             extra=f"NFE {nfe_k} vs {nfe_t}; mean abs error vs dt=1e-4 reference {err_k:.2e} vs {err_t:.2e}",
+        )
+
+        def solve_native(method=method, bm=None):
+            # The same solve through kutta.solve: an SDE term in the shared loop.
+            term = SDETerm(sde.f, sde.g, noise_type="diagonal", bm=bm or make_bms()[0])
+            with torch.no_grad():
+                return kutta.solve(term, y0, ts, method=method, step_size=1e-2).ys
+
+        solve_native()
+        t_k, t_t = _interleaved(solve_native, solve_torchsde, repeats)
+        gap = (solve_native(bm=bm_k) - ys_k).abs().max().item()
+        _row(
+            f"neural SDE solve through kutta.solve(SDETerm), {method}",
+            t_k,
+            t_t,
+            extra=f"max difference from kutta.sde.sdeint on the same path: {gap:.1e}",
         )
 
         def grad_kutta(method=method):
