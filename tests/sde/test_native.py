@@ -229,6 +229,73 @@ def test_gradients_equal_sdeint_backprop():
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-14)
 
 
+class _Fields(torch.nn.Module):
+    """A drift and a diffusion with parameters (Stratonovich, diagonal noise)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2).double()
+        self.scale = torch.nn.Parameter(torch.tensor([0.3, 0.2], dtype=torch.float64))
+
+    def drift(self, t, y):
+        return torch.tanh(self.lin(y))
+
+    def diffusion(self, t, y):
+        return self.scale * torch.cos(y)
+
+
+def _gradients(fields, term, gradient, method):
+    y0 = torch.full((4, 2), 0.3, dtype=torch.float64, requires_grad=True)
+    ts = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    sol = kutta.solve(term, y0, ts, method=method, step_size=0.05, gradient=gradient)
+    (sol.ys[1:] ** 2).sum().backward()
+    grads = [y0.grad] + [p.grad.clone() for p in fields.parameters()]
+    fields.zero_grad()
+    return grads
+
+
+def test_adjoint_gradients_of_reversible_heun_equal_backprop():
+    # Reversible Heun's adjoint undoes the forward steps algebraically (Kidger et al. 2021).
+    fields = _Fields()
+    bm = _bm(4, 2, entropy=3)
+    term = SDETerm(fields.drift, fields.diffusion, sde_type="stratonovich", bm=bm)
+    backprop = _gradients(fields, term, kutta.Backprop(), "reversible_heun")
+    adjoint = _gradients(fields, term, kutta.Adjoint(), "reversible_heun")
+    for a, b in zip(adjoint, backprop):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_continuous_adjoint_gradients_approach_backprop():
+    # The continuous adjoint solves the adjoint SDE backwards on the same path: its gradients
+    # differ from backprop's by the discretization error (here a few 1e-3 relative).
+    fields = _Fields()
+    bm = _bm(4, 2, entropy=3)
+    term = SDETerm(fields.drift, fields.diffusion, sde_type="stratonovich", bm=bm)
+    backprop = _gradients(fields, term, kutta.Backprop(), "midpoint")
+    adjoint = _gradients(fields, term, kutta.Adjoint(method="midpoint"), "midpoint")
+    for a, b in zip(adjoint, backprop):
+        assert ((a - b).norm() / b.norm()).item() < 1e-2
+
+
+def test_adjoint_finds_no_hidden_parameters():
+    theta = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    term = SDETerm(lambda t, y: -theta * y, lambda t, y: 0.1 * y, bm=_bm(4, 2))
+    with pytest.raises(InvalidArgumentError, match="Adjoint\\(params=...\\)"):
+        _solve(term, method="euler", gradient=kutta.Adjoint())
+    sol = _solve(term, method="euler", gradient=kutta.Adjoint(params=(theta,)))
+    sol.ys[-1].sum().backward()
+    assert theta.grad is not None and theta.grad.abs() > 0
+    with pytest.raises(InvalidArgumentError, match="fixed steps"):
+        _solve(
+            term,
+            method="euler",
+            gradient=kutta.Adjoint(params=(theta,)),
+            step_size=None,
+            dt0=0.1,
+            controller=kutta.PIDController(),
+        )
+
+
 def test_sde_method_object_with_options():
     bm = _bm(8, entropy=4)
     y0 = torch.ones(8, 1, dtype=torch.float64)
@@ -298,7 +365,7 @@ def test_step_arguments_and_ode_only_options():
     with pytest.raises(InvalidArgumentError, match="dense, event_fn are not supported"):
         _solve(gbm_term(), method="euler", dense=True, event_fn=lambda t, y: y.sum())
     with pytest.raises(InvalidArgumentError, match="Backprop"):
-        _solve(gbm_term(), method="euler", gradient=kutta.Adjoint())
+        _solve(gbm_term(), method="euler", gradient=kutta.RecursiveCheckpoint())
     with pytest.raises(InvalidArgumentError, match="strictly increasing"):
         _solve(gbm_term(), method="euler", ts=torch.tensor([1.0, 0.0], dtype=torch.float64))
     with pytest.raises(InvalidArgumentError, match="shape \\(batch, d\\)"):

@@ -12,6 +12,13 @@ Example:
     ...     def g(self, t, y):
     ...         return 0.2 * y
     >>> ys = torchsde.sdeint(GBM(), torch.ones(8, 1), [0.0, 1.0], method="euler", dt=0.01)
+
+The same SDE in kutta's native API, solved by the loop that solves ODEs:
+
+    >>> import kutta
+    >>> from kutta.terms import SDETerm
+    >>> term = SDETerm(lambda t, y: 0.5 * y, lambda t, y: 0.2 * y, noise_type="diagonal")
+    >>> sol = kutta.solve(term, torch.ones(8, 1), span=(0.0, 1.0), method="euler", step_size=0.01)
 """
 
 from kutta.sde.adjoint import sdeint_adjoint
@@ -24,6 +31,7 @@ from kutta.sde.brownian import (
     ReverseBrownian,
     brownian_interval_like,
 )
+from kutta.sde.native import SDEMethod
 from kutta.sde.sdeint import sdeint
 from kutta.sde.settings import (
     LEVY_AREA_APPROXIMATIONS,
@@ -45,6 +53,7 @@ __all__ = [
     "NOISE_TYPES",
     "ReverseBrownian",
     "SDEIto",
+    "SDEMethod",
     "SDEStratonovich",
     "SDE_TYPES",
     "brownian_interval_like",

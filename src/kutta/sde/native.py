@@ -13,6 +13,11 @@ codes and :class:`~kutta.Solution` are the ODE ones:
   not bias the path. Steps also land on every output time: interpolating between the ends of a
   step would add an O(sqrt(h)) error to an SDE's outputs.
 
+Gradients: ``kutta.Backprop()`` differentiates the steps; ``kutta.Adjoint()`` (fixed steps) uses
+the stochastic adjoint of ``kutta.sde.sdeint_adjoint``, whose memory does not grow with the
+number of steps (exact gradients with ``method="reversible_heun"``; ``Adjoint(method=...)``
+names the backward SDE method, e.g. ``"midpoint"``).
+
 Example:
     >>> import torch, kutta
     >>> from kutta.terms import SDETerm
@@ -35,8 +40,9 @@ import torch
 from kutta._inputs import Counter
 from kutta.controllers import ConstantController, Controller
 from kutta.errors import InvalidArgumentError, SolverError
-from kutta.gradients import Backprop, LoopCall
-from kutta.loop import LoopConfig, integrate_shared
+from kutta.gradients import Adjoint, Backprop, LoopCall, find_params
+from kutta.loop import LoopConfig, LoopResult, integrate_shared
+from kutta.sde.adjoint import sdeint_adjoint
 from kutta.sde.base import SDEView
 from kutta.sde.loop import SDEStep, step_grid
 from kutta.sde.sdeint import prepare
@@ -131,10 +137,10 @@ def solve_sde(
             f"{', '.join(unsupported)} {'is' if len(unsupported) == 1 else 'are'} not supported "
             "for SDE terms"
         )
-    if gradient is not None and not isinstance(gradient, Backprop):
+    gradient = Backprop() if gradient is None else gradient
+    if type(gradient) not in (Backprop, Adjoint):
         raise InvalidArgumentError(
-            f"SDE terms support gradient=kutta.Backprop() only, got {gradient!r}; for the "
-            "stochastic adjoint use kutta.sde.sdeint_adjoint"
+            f"SDE terms support gradient=kutta.Backprop() or kutta.Adjoint(), got {gradient!r}"
         )
     sde_method = _sde_method(method)
     adaptive = controller is not None and controller.uses_error
@@ -182,9 +188,11 @@ def solve_sde(
         ctl = ConstantController().bind(1, y0.dtype, y0.device, False)
         grid = torch.tensor(step_grid(problem.ts, float(dt))[0], dtype=torch.float64)
         cfg = LoopConfig(max_steps=max_steps, grid=grid, raise_on_failure=False)
-    result = (gradient or Backprop()).run(
-        LoopCall(integrate_shared, counted.f, y0, times, stepper, ctl, cfg, counter, term)
-    )
+    call = LoopCall(integrate_shared, counted.f, y0, times, stepper, ctl, cfg, counter, term)
+    if isinstance(gradient, Adjoint):
+        result = _stochastic_adjoint(call, problem, gradient, sde_method, float(dt))
+    else:
+        result = gradient.run(call)
     ys = torch.stack(result.ys)
     sol = Solution(
         ts=problem.ts_tensor[: len(result.ys)],
@@ -201,6 +209,46 @@ def solve_sde(
     if raise_on_failure and result.status != Status.SUCCESS:
         raise SolverError(result.message, partial=sol, t=result.t_final)
     return sol
+
+
+def _stochastic_adjoint(call: LoopCall, problem, gradient: Adjoint, method: SDEMethod, dt: float):
+    """The solve with gradients by the stochastic adjoint of ``kutta.sde.sdeint_adjoint``:
+    memory independent of the step count; exact gradients for reversible Heun."""
+    if call.method.adaptive:
+        raise InvalidArgumentError(
+            "gradient=kutta.Adjoint() for SDE terms supports fixed steps (step_size=...) only"
+        )
+    if gradient.checkpoints:
+        raise InvalidArgumentError("Adjoint(checkpoints=...) is not supported for SDE terms")
+    if gradient.method is not None and not isinstance(gradient.method, str):
+        raise InvalidArgumentError(
+            "for SDE terms, Adjoint(method=...) is the name of the backward SDE method, e.g. "
+            f"'midpoint' or 'adjoint_reversible_heun'; got {gradient.method!r}"
+        )
+    term = call.func
+    if gradient.params is not None:
+        params = find_params(term, gradient.params, "Adjoint(params=...)")
+    else:
+        # Each field on its own: a plain callable that hides tensors needing grad is an error.
+        found = find_params(term.drift, None, "Adjoint(params=...)")
+        found += find_params(term.diffusion, None, "Adjoint(params=...)")
+        params = tuple({id(p): p for p in found}.values())
+    calls = call.counter.calls
+    ys = sdeint_adjoint(
+        problem.sde.sde,
+        problem.y0,
+        problem.ts,
+        bm=problem.bm,
+        method=call.method.name,
+        adjoint_method=gradient.method,
+        dt=dt,
+        options=method.options,
+        adjoint_params=params,
+    )
+    steps = len(step_grid(problem.ts, dt)[0]) - 1
+    return LoopResult(
+        list(ys), Status.SUCCESS, call.counter.calls - calls, steps, 0, problem.ts[-1]
+    )
 
 
 __all__ = ["SDEMethod", "solve_sde"]
