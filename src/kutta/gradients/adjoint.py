@@ -16,6 +16,7 @@ norm: they never feed back into the dynamics, so their error need not limit the 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable
@@ -26,6 +27,8 @@ import torch
 from ..controllers import rms_norm
 from ..errors import InvalidArgumentError, SolverError
 from ..loop import LoopResult, PerSampleResult, integrate_per_sample, integrate_shared
+from ..solvers.base import Method
+from ..solvers.registry import make_method
 from ..status import Status
 from .base import LoopCall, find_params
 
@@ -135,24 +138,37 @@ def _backward_pass(setup: AdjointSetup, ys, grads, params):
     grid = setup.grid
 
     def vjp(s: float, y: torch.Tensor, a: torch.Tensor):
-        """``F(s, y)`` and the flat pieces of ``a . dF/d(y, theta)``."""
+        """``F(s, y)`` and the flat pieces of ``a . dF/d(y, theta)``.
+
+        An implicit backward method differentiates the augmented field itself (its Jacobian),
+        so when the augmented state requires grad the result keeps a graph to ``y`` and ``a``.
+        """
+        differentiable = y.requires_grad or a.requires_grad
         # Shaped before it requires grad, so autograd records no view.
-        y = y.view(shape).detach().requires_grad_(True)
+        y = y.view(shape)
+        if not (differentiable and y.requires_grad):
+            y = y.detach().requires_grad_(True)
         with torch.enable_grad():
             fy = f(s, y)
-            parts = torch.autograd.grad(fy, (y, *params), a.view(shape), allow_unused=True)
+            parts = torch.autograd.grad(
+                fy, (y, *params), a.view(shape), allow_unused=True, create_graph=differentiable
+            )
         flat = [
             torch.zeros_like(x).reshape(-1) if g is None else g.reshape(-1)
             for g, x in zip(parts, (y, *params))
         ]
-        return fy.detach(), flat
+        return (fy if differentiable else fy.detach()), flat
 
     if setup.interpolated:
         lead = 0
+        s_first, s_last = grid[0], grid[-1]
 
         def interval_field(k):
             def aug_f(tau, z):
-                _, parts = vjp(-tau, dense(-tau).reshape(-1), z[:n])
+                # Implicit methods may sample f just outside the step (a difference quotient
+                # for df/dt, a stage beyond the end); the interpolant ends at the solved span.
+                s = min(max(-tau, s_first), s_last)
+                _, parts = vjp(-tau, dense(s).reshape(-1), z[:n])
                 return torch.cat(parts)
 
             return aug_f, -grid[k], -grid[k - 1]
@@ -261,6 +277,30 @@ def check_shared_call(call: LoopCall, strategy: str) -> None:
         )
 
 
+def _backward_method(call: LoopCall, method: Any) -> tuple[Method, Any]:
+    """The backward solve's method and controller: ``method`` (a name or a Method), bound like
+    the forward one, or the forward method itself."""
+    if method is None:
+        return call.method, call.controller
+    if isinstance(method, str):
+        method = make_method(method, {})
+    elif not isinstance(method, Method):
+        raise InvalidArgumentError(
+            f"the adjoint's method must be a kutta Method or a name, got {method!r}"
+        )
+    if not method.adaptive and call.method.adaptive:
+        raise InvalidArgumentError(
+            f"the adjoint's method {method.name} takes fixed steps but the forward method "
+            f"{call.method.name} is adaptive; give an adaptive backward method"
+        )
+    y0, controller = call.y0, call.controller
+    bound = method.bind(y0.dtype, y0.device)
+    controller = copy.copy(controller)
+    controller._exponent = 1.0 / ((bound.error_order or bound.order) + 1)
+    bound.set_error_scale(controller.atol, controller.rtol)
+    return bound, controller
+
+
 def run_native_adjoint(
     call: LoopCall,
     params: Any,
@@ -269,16 +309,20 @@ def run_native_adjoint(
     checkpoints: int,
     interpolated: bool,
     strategy: str,
+    method: Any = None,
 ) -> LoopResult:
     """``kutta.solve``'s adjoint strategies: a forward solve, then ContinuousAdjoint."""
     _scalar_tolerances(call.controller)
+    back_method, back_controller = _backward_method(call, method)
     if call.driver is integrate_per_sample:
         if checkpoints or interpolated:
             raise InvalidArgumentError(
                 f"{strategy} with checkpoints or interpolation supports batch_mode='shared' "
                 "only; use kutta.Adjoint() (plain backsolve) or kutta.Backprop for per_sample"
             )
-        return _run_per_sample_adjoint(call, find_params(call.func, params, "params"), seminorm)
+        back_call = dataclasses.replace(call, method=back_method, controller=back_controller)
+        params = find_params(call.func, params, "params")
+        return _run_per_sample_adjoint(call, back_call, params, seminorm)
     check_shared_call(call, strategy)
     params = find_params(call.func, params, "params")
     times = call.times.tolist()
@@ -289,9 +333,14 @@ def run_native_adjoint(
     if forward.status != Status.SUCCESS:
         forward.ys = [forward.ys[i] for i in outputs if i < len(forward.ys)]
         return forward
+    step_t = list(call.cfg.step_t)
+    if interpolated:
+        # The interpolant is smooth within each forward step only; a backward step across a
+        # kink loses the method's order unnoticed (Rosenbrock methods visibly so).
+        step_t += forward.dense.starts[1:]
     back_cfg = dataclasses.replace(
         call.cfg,
-        step_t=[-s for s in call.cfg.step_t],
+        step_t=[-s for s in step_t],
         jump_t=[-s for s in call.cfg.jump_t],
         first_step=None,
         dense=False,
@@ -300,13 +349,13 @@ def run_native_adjoint(
 
     def make_backward(norm: Callable) -> BackwardRun:
         # A shallow copy keeps the bound tolerances and exponent; only the norm changes.
-        controller = _copy_with_norm(call.controller, norm)
+        controller = _copy_with_norm(back_controller, norm)
 
         def run(aug_f, z, tau_start, tau_end):
             span = torch.tensor([tau_start, tau_end], dtype=torch.float64)
             try:
                 res = integrate_shared(
-                    aug_f, z, span, call.method, controller, back_cfg, call.counter
+                    aug_f, z, span, back_method, controller, back_cfg, call.counter
                 )
             except SolverError as err:
                 where = f"from solver time {-tau_start:.6g} to {-tau_end:.6g}"
@@ -332,7 +381,9 @@ def run_native_adjoint(
     return result
 
 
-def _run_per_sample_adjoint(call: LoopCall, params, seminorm: bool) -> PerSampleResult:
+def _run_per_sample_adjoint(
+    call: LoopCall, back_call: LoopCall, params, seminorm: bool
+) -> PerSampleResult:
     """Per-sample forward; one shared backward solve per output interval (see ``sample_times``)."""
     with torch.no_grad():
         forward = call(y0=call.y0.detach())
@@ -349,13 +400,13 @@ def _run_per_sample_adjoint(call: LoopCall, params, seminorm: bool) -> PerSample
     )
 
     def make_backward(norm: Callable) -> BackwardRun:
-        controller = _copy_with_norm(call.controller, norm, per_sample=False)
+        controller = _copy_with_norm(back_call.controller, norm, per_sample=False)
         span = torch.tensor([-1.0, 0.0], dtype=torch.float64)
 
         def run(aug_f, z, tau_start, tau_end):
             try:
                 res = integrate_shared(
-                    aug_f, z, span, call.method, controller, back_cfg, call.counter
+                    aug_f, z, span, back_call.method, controller, back_cfg, call.counter
                 )
             except SolverError as err:
                 raise backward_failure(err, "over one output interval (per-sample mode)") from None
@@ -379,8 +430,6 @@ def _run_per_sample_adjoint(call: LoopCall, params, seminorm: bool) -> PerSample
 
 
 def _copy_with_norm(controller: Any, norm: Callable, per_sample: bool | None = None) -> Any:
-    import copy
-
     out = copy.copy(controller)
     out.norm = norm
     if per_sample is not None:
@@ -405,6 +454,12 @@ class Adjoint:
             whose backward re-solve diverges, accurate.
         params: the tensors to differentiate; default: ``f``'s parameters if it is an
             ``nn.Module`` (a plain callable capturing tensors that need grad is an error).
+        method: the backward solve's method (a name or a Method); default: the forward one.
+            The adjoint equation ``da/ds = -a J`` is as stiff as the forward problem, so a
+            stiff forward problem wants an implicit backward method (``"rodas5"``, ``"bdf"``...):
+            an explicit one is held to tiny steps by stability. For a stiff problem prefer
+            :class:`InterpolatedAdjoint` or checkpoints: re-solving ``y`` backwards runs its
+            decaying modes in the unstable direction.
 
     Example:
         >>> import torch, kutta
@@ -419,6 +474,7 @@ class Adjoint:
     seminorm: bool = True
     checkpoints: int = 0
     params: tuple[torch.Tensor, ...] | None = None
+    method: Method | str | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.checkpoints, int) and self.checkpoints >= 0):
@@ -434,6 +490,7 @@ class Adjoint:
             checkpoints=self.checkpoints,
             interpolated=False,
             strategy="kutta.Adjoint",
+            method=self.method,
         )
 
 
@@ -447,6 +504,9 @@ class InterpolatedAdjoint:
     Args:
         seminorm: as in :class:`Adjoint`.
         params: as in :class:`Adjoint`.
+        method: the backward solve's method, as in :class:`Adjoint`. With a stiff problem an
+            implicit one (``"rodas5"``, ``"kvaerno5"``, ``"bdf"``) integrates the adjoint
+            stably in large steps.
 
     Example:
         >>> import torch, kutta
@@ -460,6 +520,7 @@ class InterpolatedAdjoint:
 
     seminorm: bool = True
     params: tuple[torch.Tensor, ...] | None = None
+    method: Method | str | None = None
 
     def run(self, call: LoopCall) -> LoopResult:
         return run_native_adjoint(
@@ -469,4 +530,5 @@ class InterpolatedAdjoint:
             checkpoints=0,
             interpolated=True,
             strategy="kutta.InterpolatedAdjoint",
+            method=self.method,
         )
