@@ -15,7 +15,13 @@ import torch
 from ._inputs import Counter
 from .compat import DEFAULT_METHOD, _build, _run, odeint
 from .errors import InvalidArgumentError, SolverError
-from .gradients.adjoint import AdjointSetup, BackwardRun, ContinuousAdjoint, backward_failure
+from .gradients.adjoint import (
+    AdjointSetup,
+    BackwardRun,
+    ContinuousAdjoint,
+    backward_failure,
+    for_augmented_field,
+)
 from .gradients.base import find_params
 from .loop import integrate_shared
 
@@ -93,6 +99,8 @@ def odeint_adjoint(
             raise InvalidArgumentError("scipy_solver has no adjoint; use another method")
 
     if event_fn is not None:
+        if torch.is_grad_enabled() and (params or _needs_grad(y0)):
+            _check_differentiable_event(event_fn, y0, t)
         # Find the event without a graph, then differentiate the solve to the event time. The
         # event time's own gradient is odeint_event's business (implicit function theorem).
         with torch.no_grad():
@@ -147,6 +155,7 @@ def odeint_adjoint(
         _, back_method, (back_ctl, back_cfg) = _build(
             func, problem.y0, back_t, back_rtol, back_atol, adjoint_method, opts, None
         )
+        back_method = for_augmented_field(back_method)
         counter = Counter()
 
         def run(aug_f, z, tau_start, tau_end):
@@ -174,6 +183,33 @@ def odeint_adjoint(
     t_in = torch.as_tensor(t)
     ys = ContinuousAdjoint.apply(setup, _flat(y0), t_in, *params)
     return problem.unflatten(ys)
+
+
+def _needs_grad(y0: Any) -> bool:
+    parts = y0 if isinstance(y0, (tuple, list)) else (y0,)
+    return any(torch.is_tensor(p) and p.requires_grad for p in parts)
+
+
+def _check_differentiable_event(event_fn: Callable, y0: Any, t: Any) -> None:
+    """Refuse, before solving, an event function that autograd cannot differentiate.
+
+    The event time's gradient comes from the implicit function theorem at the event,
+    ``dt*/dtheta = -(dg/dtheta) / (dg/dt)``, which needs ``g = event_fn(t, y)`` to carry a graph
+    to ``t`` or ``y``; without one the backward pass would divide by zero.
+    """
+    t0 = torch.as_tensor(t).reshape(-1)[:1].squeeze(0).detach().requires_grad_(True)
+    parts = y0 if isinstance(y0, (tuple, list)) else (y0,)
+    probe = tuple(p.detach().requires_grad_(p.is_floating_point()) for p in parts)
+    with torch.enable_grad():
+        value = event_fn(t0, probe if isinstance(y0, (tuple, list)) else probe[0])
+    if not (torch.is_tensor(value) and value.requires_grad):
+        raise InvalidArgumentError(
+            "event_fn(t, y) is not differentiable: at t0 its result carries no gradient to t or "
+            "y (a Python number, .item(), .detach(), a comparison or torch.sign cut the graph). "
+            "The adjoint differentiates the event time through event_fn; write it as a "
+            "differentiable expression that crosses zero (e.g. y[0] - 1.0 rather than "
+            "(y[0] > 1.0).float()), or compute the solution under torch.no_grad()"
+        )
 
 
 def _detach(y0: Any) -> Any:

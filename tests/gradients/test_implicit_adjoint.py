@@ -179,3 +179,34 @@ def test_native_adjoint_backward_method_differs_from_forward(gradient):
     backprop = grads(kutta.Backprop(), "rodas5")
     got = grads(gradient(method="kvaerno5", seminorm=False), "tsit5")
     assert relative_error(got, backprop) < 1e-4
+
+
+def rober_jacobian(field):
+    def jac(t, y):
+        k1, k2, k3 = field.log_k.exp()
+        y1, y2, y3 = y.unbind(-1)
+        zero = torch.zeros_like(y1)
+        return torch.stack(
+            [
+                torch.stack([-k1, k3 * y3, k3 * y2]),
+                torch.stack([k1, -2 * k2 * y2 - k3 * y3, -k3 * y2]),
+                torch.stack([zero, 2 * k2 * y2, zero]),
+            ]
+        )
+
+    return jac
+
+
+@pytest.mark.parametrize("option", ["fwd", "rev", "jac"])
+def test_forward_jacobian_options_do_not_leak_into_the_backward_solve(option):
+    """A user jac (the forward field's size) and the vmapped Jacobian modes (blind to the
+    autograd.grad inside the augmented field) are the forward solve's business only."""
+    backprop = rober_gradients(kutta.odeint, rtol=1e-10, atol=1e-14)
+    field = Robertson()
+    options = {"jac": rober_jacobian(field)} if option == "jac" else {"jacobian": option}
+    y0 = torch.tensor([1.0, 0.0, 0.0], dtype=DT, requires_grad=True)
+    ys = kutta.odeint_adjoint(
+        field, y0, ROBER_T, method="rodas5", rtol=1e-6, atol=1e-10, options=options
+    )
+    (ys[1:] * ROBER_WEIGHTS).sum().backward()
+    assert relative_error(torch.cat([field.log_k.grad, y0.grad]), backprop) < 1e-4

@@ -28,6 +28,7 @@ from ..controllers import rms_norm
 from ..errors import InvalidArgumentError, SolverError
 from ..loop import LoopResult, PerSampleResult, integrate_per_sample, integrate_shared
 from ..solvers.base import Method
+from ..solvers.implicit import ImplicitMethod
 from ..solvers.registry import make_method
 from ..status import Status
 from .base import LoopCall, find_params
@@ -277,11 +278,27 @@ def check_shared_call(call: LoopCall, strategy: str) -> None:
         )
 
 
+def for_augmented_field(method: Method) -> Method:
+    """``method`` ready to integrate the augmented adjoint state.
+
+    An implicit method's Jacobian options describe the user's field, not the augmented one:
+    a user ``jac`` has the wrong size, ``independent_batch`` would split the flat augmented
+    state into unrelated scalars, and the vmapped Jacobians (``jacobian="fwd"/"rev"``, Krylov
+    JVPs) cannot see through the ``autograd.grad`` inside the augmented field. So the backward
+    solve takes its Jacobian by plain autograd, as one coupled block.
+    """
+    if not isinstance(method, ImplicitMethod):
+        return method
+    out = copy.copy(method)
+    out.jac, out.jacobian, out.independent_batch, out.krylov_dim = None, "autograd", False, None
+    return out
+
+
 def _backward_method(call: LoopCall, method: Any) -> tuple[Method, Any]:
     """The backward solve's method and controller: ``method`` (a name or a Method), bound like
     the forward one, or the forward method itself."""
     if method is None:
-        return call.method, call.controller
+        return for_augmented_field(call.method), call.controller
     if isinstance(method, str):
         method = make_method(method, {})
     elif not isinstance(method, Method):
@@ -298,7 +315,7 @@ def _backward_method(call: LoopCall, method: Any) -> tuple[Method, Any]:
     controller = copy.copy(controller)
     controller._exponent = 1.0 / ((bound.error_order or bound.order) + 1)
     bound.set_error_scale(controller.atol, controller.rtol)
-    return bound, controller
+    return for_augmented_field(bound), controller
 
 
 def run_native_adjoint(

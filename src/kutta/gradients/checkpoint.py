@@ -217,6 +217,24 @@ def _replay_with_graph(plan: _Plan, y0, params, grad_ys):
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, (y0, *params))]
 
 
+def _check_bounded(call: LoopCall) -> None:
+    """Refuse an adaptive solve without a finite step budget, before it runs.
+
+    The checkpoint schedule is laid over the recorded steps, whose number must be finite: an
+    unbounded adaptive solve (a stiff or blowing-up problem, too tight a tolerance) could grow
+    the step record and the backward replays without limit instead of stopping with MAX_STEPS.
+    """
+    budget = call.cfg.max_steps
+    if not call.method.adaptive:
+        return
+    if budget is None or not (isinstance(budget, int) or math.isfinite(budget)) or budget < 1:
+        raise InvalidArgumentError(
+            f"kutta.RecursiveCheckpoint needs a bounded number of steps, got max_steps={budget!r} "
+            f"with the adaptive method {call.method.name}; pass a finite max_steps (e.g. the "
+            "default 100_000), or use kutta.Adjoint, whose memory does not grow with the steps"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class RecursiveCheckpoint:
     """Backprop through the solver with binomial checkpointing: Backprop's exact gradients.
@@ -227,7 +245,8 @@ class RecursiveCheckpoint:
     (they replay the solve with a full graph, so they cost Backprop's memory).
 
     Because the forward pass records the accepted step sizes, the number of steps need not be
-    known in advance.
+    known in advance; it must be bounded, though: an adaptive solve needs a finite
+    ``max_steps`` (refused before the solve otherwise).
 
     Args:
         max_checkpoints: the number of states stored at once during the backward pass.
@@ -254,6 +273,7 @@ class RecursiveCheckpoint:
 
     def run(self, call: LoopCall) -> LoopResult:
         check_shared_call(call, "kutta.RecursiveCheckpoint")
+        _check_bounded(call)
         params = find_params(call.func, self.params, "params")
         recorder = _StepRecorder(call.method)
         with torch.no_grad():
