@@ -31,7 +31,7 @@ field; with backprop the backward pass differentiates through the solver and cal
 Times are medians of interleaved repeats (A B C A B C ...), each repeat a full epoch from the
 same starting point, after one untimed warm-up step per variant.
 
-    .venv/bin/python benchmarks/bench_models.py                   # full run (~20 min CPU)
+    .venv/bin/python benchmarks/bench_models.py                   # full run (~15 min of CPU)
     .venv/bin/python benchmarks/bench_models.py --only cnf        # one of: periodic, cnf
     .venv/bin/python benchmarks/bench_models.py --quick           # smoke test (seconds)
 """
