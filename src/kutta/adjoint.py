@@ -19,6 +19,7 @@ from .gradients.adjoint import (
     AdjointSetup,
     BackwardRun,
     ContinuousAdjoint,
+    StepMemory,
     backward_failure,
     for_augmented_field,
 )
@@ -80,11 +81,17 @@ def odeint_adjoint(
     Example:
         >>> import torch
         >>> from kutta import odeint_adjoint
-        >>> field = torch.nn.Linear(2, 2)
+        >>> class Field(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.linear = torch.nn.Linear(2, 2)
+        ...     def forward(self, t, y):
+        ...         return self.linear(y)
+        >>> field = Field()
         >>> y0 = torch.ones(2, requires_grad=True)
         >>> ys = odeint_adjoint(field, y0, torch.linspace(0.0, 1.0, 3))
         >>> ys[-1].sum().backward()
-        >>> y0.grad.shape, field.weight.grad.shape
+        >>> y0.grad.shape, field.linear.weight.grad.shape
         (torch.Size([2]), torch.Size([2, 2]))
     """
     params = find_params(func, adjoint_params, "adjoint_params")
@@ -134,8 +141,9 @@ def odeint_adjoint(
     problem, m, (ctl, cfg) = _build(func, _detach(y0), t, rtol, atol, method, options, None)
     if problem.times.numel() < 2:
         raise InvalidArgumentError("t needs at least two time points")
+    forward_memory = StepMemory(ctl)
     with torch.no_grad():
-        forward = _run(problem, m, ctl, cfg)
+        forward = _run(problem, m, forward_memory, cfg)
     times = problem.times.tolist()
     user_norm = adjoint_options.get("norm")
 
@@ -156,12 +164,17 @@ def odeint_adjoint(
             func, problem.y0, back_t, back_rtol, back_atol, adjoint_method, opts, None
         )
         back_method = for_augmented_field(back_method)
+        back_ctl = StepMemory(back_ctl)
+        # The forward's last step suits the backward's first only if the method is the same.
+        previous = [forward_memory if back_method.name == m.name else back_ctl]
         counter = Counter()
 
         def run(aug_f, z, tau_start, tau_end):
             span = torch.tensor([tau_start, tau_end], dtype=torch.float64)
+            cfg = previous[0].first_step(back_cfg, 0.5 if previous[0] is forward_memory else 1.0)
+            previous[0] = back_ctl
             try:
-                res = integrate_shared(aug_f, z, span, back_method, back_ctl, back_cfg, counter)
+                res = integrate_shared(aug_f, z, span, back_method, back_ctl, cfg, counter)
             except SolverError as err:
                 start, end = problem.user_time(-tau_start), problem.user_time(-tau_end)
                 where = f"from t = {start:.6g} to t = {end:.6g}"

@@ -238,6 +238,50 @@ def _augmented_norm(setup: AdjointSetup, shape, n: int, lead: int, sizes: list[i
     return norm
 
 
+class StepMemory:
+    """A bound controller's copy that remembers the step it wanted next where the solve ended.
+
+    The backward solve starts each interval with the step the solve wanted where that interval
+    starts: half the forward's (the augmented state's error exceeds the state's alone) for the
+    first interval, the previous backward interval's for the others. That skips Hairer's
+    starting-step guess, which costs an evaluation of the augmented field (a full vjp) and starts
+    small. A step cut short to land on an output time says little about the next one, so what
+    is remembered is the step the controller wanted before the cut. A user's ``first_step``
+    still wins.
+
+    Example:
+        >>> import torch
+        >>> from kutta.controllers import PIDController
+        >>> ctl = StepMemory(PIDController().bind(4, torch.float64, torch.device("cpu"), False))
+        >>> accept, h_next, _ = ctl.adapt(0.5, 0.1, ctl.init_state(0.1))
+        >>> ctl.proposal == h_next
+        True
+    """
+
+    def __init__(self, controller: Any):
+        self._controller = controller
+        self._wanted: float | None = None  # the step the controller asked for last
+        self.proposal: float | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._controller, name)
+
+    def adapt(self, scale: Any, h: Any, state: Any) -> tuple[Any, Any, Any]:
+        accept, h_next, state = self._controller.adapt(scale, h, state)
+        if accept is True:
+            wanted = self._wanted
+            cut_short = wanted is not None and h < wanted * (1 - 1e-12)
+            self.proposal = min(wanted, h_next) if cut_short else h_next
+        self._wanted = h_next
+        return accept, h_next, state
+
+    def first_step(self, cfg: Any, factor: float = 1.0) -> Any:
+        """``cfg`` starting from ``factor`` times the remembered step (unless ``cfg`` has one)."""
+        if cfg.first_step is not None or self.proposal is None:
+            return cfg
+        return dataclasses.replace(cfg, first_step=factor * self.proposal)
+
+
 def backward_failure(err: SolverError, where: str, t: float | None = None) -> SolverError:
     """The same failure, said to be in the backward (adjoint) solve, ``where`` in user terms."""
     partial = err.partial
@@ -345,8 +389,14 @@ def run_native_adjoint(
     times = call.times.tolist()
     grid, outputs = checkpoint_grid(times, checkpoints)
     cfg = dataclasses.replace(call.cfg, dense=call.cfg.dense or interpolated)
+    forward_memory = StepMemory(call.controller)
     with torch.no_grad():
-        forward = call(y0=call.y0.detach(), times=torch.tensor(grid, dtype=torch.float64), cfg=cfg)
+        forward = call(
+            y0=call.y0.detach(),
+            times=torch.tensor(grid, dtype=torch.float64),
+            cfg=cfg,
+            controller=forward_memory,
+        )
     if forward.status != Status.SUCCESS:
         forward.ys = [forward.ys[i] for i in outputs if i < len(forward.ys)]
         return forward
@@ -366,14 +416,16 @@ def run_native_adjoint(
 
     def make_backward(norm: Callable) -> BackwardRun:
         # A shallow copy keeps the bound tolerances and exponent; only the norm changes.
-        controller = _copy_with_norm(back_controller, norm)
+        controller = StepMemory(_copy_with_norm(back_controller, norm))
+        # The forward's last step suits the backward's first only if the method is the same.
+        previous = [forward_memory if back_method.name == call.method.name else controller]
 
         def run(aug_f, z, tau_start, tau_end):
             span = torch.tensor([tau_start, tau_end], dtype=torch.float64)
+            cfg = previous[0].first_step(back_cfg, 0.5 if previous[0] is forward_memory else 1.0)
+            previous[0] = controller
             try:
-                res = integrate_shared(
-                    aug_f, z, span, back_method, controller, back_cfg, call.counter
-                )
+                res = integrate_shared(aug_f, z, span, back_method, controller, cfg, call.counter)
             except SolverError as err:
                 where = f"from solver time {-tau_start:.6g} to {-tau_end:.6g}"
                 raise backward_failure(err, where, -tau_start) from None
