@@ -528,7 +528,10 @@ class Adjoint:
             stiff forward problem wants an implicit backward method (``"rodas5"``, ``"bdf"``...):
             an explicit one is held to tiny steps by stability. For a stiff problem prefer
             :class:`InterpolatedAdjoint` or checkpoints: re-solving ``y`` backwards runs its
-            decaying modes in the unstable direction.
+            decaying modes in the unstable direction. With steps far longer than the fast time
+            scales, also pass ``seminorm=False``: the parameter gradient is a quadrature along
+            the solution, and only its own error estimate makes the steps resolve a fast
+            transient in it.
 
     Example:
         >>> import torch, kutta
