@@ -120,3 +120,19 @@ def test_native_adjoints_refuse_events_before_running(strategy):
             event_fn=lambda t, y: y.sum() - 0.5,
         )
     assert field.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [("rk4", "takes fixed steps"), (42, "must be a kutta Method or a name"), ("nope", "nope")],
+)
+def test_native_adjoint_refuses_a_backward_method_it_cannot_use(method, message):
+    field = CountingField()
+    with pytest.raises(InvalidArgumentError, match=message):
+        kutta.solve(
+            field,
+            torch.ones(2, dtype=DT, requires_grad=True),
+            t_eval=torch.tensor([0.0, 1.0], dtype=DT),
+            gradient=kutta.Adjoint(method=method),
+        )
+    assert field.calls == 0
