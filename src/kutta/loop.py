@@ -185,6 +185,8 @@ def integrate_shared(
                     )
                 h = h_next
                 continue
+            if res.h_next is not None:
+                h_next = res.h_next
             h_next = max(h_next, controller.dt_min)
         t_new = target if landing else t + h_try
 
@@ -439,6 +441,8 @@ def integrate_per_sample(
                 else torch.zeros_like(h)
             )
             accept, h_next, cstate = controller.adapt(scale, h_try, cstate)
+            if res.h_next is not None:
+                h_next = torch.where(accept, res.h_next.to(h_next.dtype), h_next)
             h_next = h_next.clamp(min=controller.dt_min)
         else:
             accept = torch.ones_like(landing)

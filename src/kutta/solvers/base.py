@@ -44,6 +44,10 @@ class StepResult(NamedTuple):
     error: torch.Tensor | None  #: the local error estimate (shape of y), None if fixed-step
     dense: Any  #: whatever `interpolate` needs for this step (opaque to the loop)
     state: Any  #: the method's state after this step, used only if the step is accepted
+    #: the method's own next step size if this step is accepted (a float in shared mode, ``(B,)``
+    #: per sample), for methods that choose order and step together (``bdf``); None: the
+    #: controller's choice. Rejected steps are always sized by the controller.
+    h_next: Any = None
 
 
 class Method(abc.ABC):

@@ -80,7 +80,9 @@ def test_classical_order_on_a_nonlinear_time_dependent_problem(kit, name):
 def test_order_on_a_stiff_linear_problem(kit, name):
     f, y0, exact = kit.stiff_linear()
     errors = []
-    for n in (10, 20, 40):
+    # Rodas5's error at 40 steps is already 2e-11, within a few roundoff units of this
+    # non-normal problem's floor (about 5e-12), so the steps stay coarser.
+    for n in (8, 16, 32):
         y, _ = kit.fixed_steps(kit.make(name), f, y0, 0.0, 1.0, n)
         errors.append(float((y - exact).abs().max()))
     observed = kit.slopes(errors)

@@ -96,9 +96,6 @@ def significant_digits(y: torch.Tensor, ref: torch.Tensor) -> float:
     return float(-torch.log10(((y - ref) / ref).abs().max()))
 
 
-# BDF's global error on OREGO at rtol 1e-8 is 5.6 digits (scipy's BDF, same settings: 5.9;
-# kutta's bdf at rtol 1e-9: 6.4), so that one case asks for 5.5 digits; every other case 6.5.
-MIN_DIGITS = {("orego", "bdf"): 5.5}
 
 
 @pytest.mark.slow
@@ -119,7 +116,7 @@ def test_reaches_six_and_a_half_digits_at_rtol_1e_8(problem, name):
             controller=PIController(rtol=1e-8, atol=atol),
             max_steps=100_000,
         )
-    assert significant_digits(sol.ys[-1], ref) >= MIN_DIGITS.get((problem, name), 6.5)
+    assert significant_digits(sol.ys[-1], ref) >= 6.5
 
 
 def _scipy_robertson(k: np.ndarray, t_end: float) -> np.ndarray:

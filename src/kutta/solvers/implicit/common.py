@@ -33,8 +33,9 @@ class ImplicitMethod(Method):
         jac: optional ``jac(t, y)`` returning the Jacobian blocks: ``(n, n)`` for the flattened
             state in the default coupled layout, ``(B, N, N)`` with ``independent_batch`` or in
             per-sample mode. Default: autograd.
-        jacobian: how autograd builds Jacobians: ``"autograd"`` (n backward passes, best for
-            small systems), ``"fwd"`` (n JVPs) or ``"rev"`` (n VJPs) vectorized by ``vmap``.
+        jacobian: how autograd builds Jacobians: ``"autograd"`` (one backward pass batched
+            over the n unit cotangents, best for small systems), ``"fwd"`` (n JVPs) or
+            ``"rev"`` (n VJPs) vectorized by ``torch.func``.
         independent_batch: in shared mode, treat the leading dimension of the state as
             independent systems (block-diagonal Jacobian). Off by default for torchdiffeq's
             semantics, where every element may couple to every other.

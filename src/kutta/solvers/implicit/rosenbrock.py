@@ -125,24 +125,25 @@ class Rosenbrock(ImplicitMethod):
         hg = h * tab.gamma
         lu = Factorization(newton_matrix(jac, hg))
         self.stats["n_lu"] += 1
+        # Stage i solves (I - h g J) k_i = h g (f(t_i, y + sum_j a_ij k_j) + sum_j C_ij k_j / h
+        # + h d_i df/dt); the stages are kept as the columns of (B, n, i) for the sums.
+        fi = to_blocks(f0, layout)
         stages: list[torch.Tensor] = []
         for i in range(tab.stages):
-            if i == 0:
-                fi = to_blocks(f0, layout)
-            else:
-                u = y_b + torch.tensordot(co.a[i, :i], torch.stack(stages), dims=1)
-                fi = to_blocks(f(self._stage_time(t, tab.c[i], h), u.reshape(shape)), layout)
             rhs = fi
             if i > 0:
-                rhs = rhs + torch.tensordot(co.C[i, :i], torch.stack(stages), dims=1) / h
+                ks = torch.stack(stages, -1)
+                u = y_b + ks @ co.a_rows[i]
+                fi = to_blocks(f(self._stage_time(t, tab.c[i], h), u.reshape(shape)), layout)
+                rhs = _add_scaled(fi, ks @ co.C_rows[i], 1 / h)
             if dfdt is not None and tab.d[i] != 0.0:
-                rhs = rhs + (h * tab.d[i]) * dfdt
+                rhs = _add_scaled(rhs, dfdt, h * tab.d[i])
             stages.append(lu.solve(hg * rhs))
         k = torch.stack(stages)
-        y_new = y_b + torch.tensordot(co.b, k, dims=1)
-        err = torch.tensordot(co.e, k, dims=1)
-        ok = lu.ok & torch.isfinite(err).all(dim=1)
-        err = torch.where(ok[:, None], err, torch.full_like(err, math.inf))
+        y_new = y_b + torch.einsum("s,sbn->bn", co.b, k)
+        # NaN/inf from a singular matrix or a blown-up stage reach the error estimate as +inf,
+        # which the controller rejects (one operation instead of checking the factorization).
+        err = torch.einsum("s,sbn->bn", co.e, k).nan_to_num(math.inf, math.inf, math.inf)
         dense = RosenbrockDense(y_b, k, co.dense, shape)
         # The state is f(t + h, y_new) when the last stage evaluated it anyway (FSAL).
         f_next = fi.reshape(shape) if self._fsal else None
@@ -157,6 +158,13 @@ class Rosenbrock(ImplicitMethod):
             return (y0 + torch.einsum("bs,sbn->bn", coeff, k)).reshape(shape)
         powers = torch.tensor([theta**p for p in range(1, m + 1)], dtype=k.dtype, device=k.device)
         return (y0 + torch.tensordot(weights @ powers, k, dims=1)).reshape(shape)
+
+
+def _add_scaled(x: torch.Tensor, v: torch.Tensor, scale: Any) -> torch.Tensor:
+    """``x + scale * v`` in one operation when ``scale`` is a number (shared mode)."""
+    if isinstance(scale, torch.Tensor):
+        return x + scale * v
+    return torch.add(x, v, alpha=scale)
 
 
 def rodas5(**options: Any) -> Rosenbrock:

@@ -112,7 +112,7 @@ class RosenbrockTableau:
 
     @functools.cache  # noqa: B019 -- tableaus are few and live for the whole program
     def to(self, dtype: torch.dtype, device: torch.device | str | None = None) -> RosenbrockTensors:
-        """The coefficients as tensors (cached, so a solve casts once)."""
+        """The coefficients as tensors (methods call this once per solve, in ``bind``)."""
 
         def t(x):
             return torch.tensor(x, dtype=dtype, device=device)
@@ -123,12 +123,15 @@ class RosenbrockTableau:
 
 
 class RosenbrockTensors:
-    """A :class:`RosenbrockTableau`'s matrices cast to one dtype and device."""
+    """A :class:`RosenbrockTableau`'s matrices cast to one dtype and device; ``a_rows[i]`` and
+    ``C_rows[i]`` are the rows ``a[i, :i]`` and ``C[i, :i]``, sliced once."""
 
-    __slots__ = ("a", "C", "b", "e", "dense")
+    __slots__ = ("a", "C", "b", "e", "dense", "a_rows", "C_rows")
 
     def __init__(self, a, C, b, e, dense):
         self.a, self.C, self.b, self.e, self.dense = a, C, b, e, dense
+        self.a_rows = [a[i, :i].contiguous() for i in range(a.shape[0])]
+        self.C_rows = [C[i, :i].contiguous() for i in range(C.shape[0])]
 
 
 def _rodas_dense(
