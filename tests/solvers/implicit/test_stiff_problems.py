@@ -96,8 +96,6 @@ def significant_digits(y: torch.Tensor, ref: torch.Tensor) -> float:
     return float(-torch.log10(((y - ref) / ref).abs().max()))
 
 
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["rodas5", "kvaerno5", "bdf"])
 @pytest.mark.parametrize("problem", list(PROBLEMS))
