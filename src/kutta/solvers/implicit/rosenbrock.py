@@ -128,6 +128,7 @@ class Rosenbrock(ImplicitMethod):
         # Stage i solves (I - h g J) k_i = h g (f(t_i, y + sum_j a_ij k_j) + sum_j C_ij k_j / h
         # + h d_i df/dt); the stages are kept as the columns of (B, n, i) for the sums.
         fi = to_blocks(f0, layout)
+        inv_h = 1 / h
         stages: list[torch.Tensor] = []
         for i in range(tab.stages):
             rhs = fi
@@ -135,7 +136,7 @@ class Rosenbrock(ImplicitMethod):
                 ks = torch.stack(stages, -1)
                 u = y_b + ks @ co.a_rows[i]
                 fi = to_blocks(f(self._stage_time(t, tab.c[i], h), u.reshape(shape)), layout)
-                rhs = _add_scaled(fi, ks @ co.C_rows[i], 1 / h)
+                rhs = _add_scaled(fi, ks @ co.C_rows[i], inv_h)
             if dfdt is not None and tab.d[i] != 0.0:
                 rhs = _add_scaled(rhs, dfdt, h * tab.d[i])
             stages.append(lu.solve(hg * rhs))
