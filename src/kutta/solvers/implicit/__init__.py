@@ -6,9 +6,10 @@
     method = IMPLICIT_METHODS["bdf"](krylov_dim=30)   # matrix-free Newton-Krylov, large states
 
 Adaptive: ``rodas5``, ``rosenbrock23`` (Rosenbrock); ``kvaerno3``, ``kvaerno5``, ``trbdf2``
-(ESDIRK); ``bdf`` (variable order 1-5, the ode15s/scipy NDF formulas). Fixed-step, under
-torchdiffeq's names: ``implicit_euler``, ``implicit_midpoint``, ``trapezoid``, ``radauIIA3``, ``radauIIA5``, ``gl4``, ``gl6``, ``sdirk2``; ``trbdf2`` with
-``adaptive_step=False`` is torchdiffeq's fixed-step TR-BDF2.
+(ESDIRK); ``bdf`` (variable order 1-5, CVODE's step and order rules; ``ndf=True`` for
+ode15s's NDF formulas). Fixed-step, under torchdiffeq's names: ``implicit_euler``,
+``implicit_midpoint``, ``trapezoid``, ``radauIIA3``, ``radauIIA5``, ``gl4``, ``gl6``,
+``sdirk2``; ``trbdf2`` with ``adaptive_step=False`` is torchdiffeq's fixed-step TR-BDF2.
 
 Example:
     >>> sorted(IMPLICIT_METHODS)[:3]

@@ -1,4 +1,4 @@
-"""Variable-order (1-5), variable-step BDF/NDF in backward-difference form.
+"""Variable-order (1-5), variable-step BDF (or NDF) in backward-difference form.
 
 The formulas are those of Shampine & Reichelt's ode15s ("The MATLAB ODE suite", SIAM J. Sci.
 Comput. 18, 1997), which scipy's ``BDF`` also uses: the history is an array ``D`` of modified
@@ -19,8 +19,9 @@ The method chooses order and step together (``StepResult.h_next``), by CVODE's r
 of the tolerance, which keeps the accumulated global error near the requested tolerance (scipy's
 0.9 safety factor left OREGO at 5.6 digits at rtol 1e-8). An order change is considered after
 ``k + 1`` steps at order ``k`` (the order allowing the largest step is taken); a step grows
-only when it can grow 1.5 times, and never shrinks after an accepted step (rejections shrink it, through the loop's controller). Unchanged steps
-keep the history as it is. In per-sample mode every sample has its own order, step and history
+only when it can grow 1.5 times, and never shrinks after an accepted step (rejections shrink
+it, through the loop's controller). An unchanged step keeps the history as it is and reuses
+the LU factorization. In per-sample mode every sample has its own order, step and history
 (``state`` holds them batch first).
 """
 
@@ -130,7 +131,7 @@ class BDF(ImplicitMethod):
         bound._alpha = torch.tensor(alpha, dtype=dtype, device=device)
         bound._error_const = torch.tensor(error_const, dtype=dtype, device=device)
         bound._bias = torch.tensor([6.0, 6.0, 10.0], dtype=dtype, device=device)
-        # Per order k (row index): y_pred = sum_{j<=k} D[j], psi = sum_{1<=j<=k} gamma_j D[j] / alpha_k.
+        # Row k: the weights of y_pred = sum_{j<=k} D[j], psi = sum_{1<=j<=k} gamma_j D[j] / alpha_k
         rows = torch.arange(_ROWS)[None, :]
         orders = torch.arange(MAX_ORDER + 1)[:, None]
         upto = (rows <= orders).to(dtype)
@@ -308,5 +309,5 @@ class BDF(ImplicitMethod):
 
 
 def bdf(**options: Any) -> BDF:
-    """Variable-order BDF/NDF (orders 1-5), the ode15s / scipy ``BDF`` formulas."""
+    """Variable-order BDF (orders 1-5) in ode15s's difference form, CVODE's step control."""
     return BDF(**options)
