@@ -140,6 +140,9 @@ class BDF(ImplicitMethod):
         bound._pred_weights = upto.to(device)
         bound._psi_weights = (upto * (rows >= 1) * gamma_rows / alpha_k).to(device)
         bound._lu_memo = None
+        # Row k: the step-size exponents 1 / (j + 1) of orders j = k - 1, k, k + 1.
+        orders_around = torch.arange(MAX_ORDER + 1)[:, None] + torch.arange(3)[None, :]
+        bound._inv_exponents = (1 / orders_around.clamp_min(1)).to(dtype=dtype, device=device)
         # The accepted-step update of the differences at order k, as D_new = P_k D + q_k d:
         # D[k+2] = d - D[k+1], D[k+1] = d, then D[i] += D[i+1] for i = k..0; rows > k+2 stay.
         update = torch.zeros(MAX_ORDER + 1, _ROWS, _ROWS, dtype=dtype)
@@ -281,11 +284,10 @@ class BDF(ImplicitMethod):
         else:  # no block may change its order yet: only the current order's step matters
             e_down = e_up = inf
         norms = torch.stack([e_down, e_same, e_up], dim=1)
-        exponents = (k[:, None] + torch.arange(3, device=k.device)[None, :]).to(err.dtype)
-        factors = 1 / ((self._bias * norms).clamp_min(1e-300) ** (1 / exponents) + 1e-6)
-        factors = torch.where(torch.isfinite(norms), factors, torch.zeros_like(factors))
+        # An infinite norm (an order not allowed, a failed step) gives a factor of 0.
+        factors = 1 / ((self._bias * norms).clamp_min(1e-300) ** self._inv_exponents[k] + 1e-6)
         best, choice = factors.max(dim=1)
-        finite = torch.isfinite(e_same)
+        finite = e_same < math.inf
         grow = (best >= 1.5) & finite
         order_new = torch.where(finite, k + choice - 1, k).clamp(1, self.max_order)
         factor = torch.where(grow, best.clamp(max=10.0), torch.ones_like(best))

@@ -16,6 +16,7 @@ Block Jacobians of a row-independent ``g: (B, n) -> (B, n)`` cost ``n`` JVPs in 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -131,7 +132,7 @@ class Factorization:
     def __init__(self, matrix: torch.Tensor):
         self.lu, self.pivots, self._info = torch.linalg.lu_factor_ex(matrix)
 
-    @property
+    @functools.cached_property
     def ok(self) -> torch.Tensor:
         """``(B,)``: which blocks factored into finite, nonsingular factors."""
         return (self._info == 0) & torch.isfinite(self.lu).all(dim=(1, 2))
