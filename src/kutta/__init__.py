@@ -25,6 +25,7 @@ from .models import (  # noqa: E402
     ODEBlock,
     ODENetClassifier,
 )
+from .sde.native import SDEMethod
 from .solution import Solution
 from .solve import solve
 from .solvers import (
@@ -45,10 +46,14 @@ from .solvers import (
     Tsit5,
 )
 from .status import Status
+from .terms import CDETerm, SDETerm
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CDETerm",
+    "SDEMethod",
+    "SDETerm",
     "CNF",
     "UDE",
     "Adjoint",

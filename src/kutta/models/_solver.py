@@ -217,10 +217,12 @@ def evolve_through(
     times (padding repeats the last time), so a series' steps never depend on the others.
     """
     if solver.batch_mode == "per_sample":
-        grid = torch.cat([t0.unsqueeze(1), times], dim=1)
+        # A first query at t0 itself is the start, not a step: keep the grid strictly monotone.
+        starts_at_t0 = bool((times[:, 0] == t0).all())
+        grid = times if starts_at_t0 else torch.cat([t0.unsqueeze(1), times], dim=1)
         grouped = _per_sample_by_length(func, z0, grid, solver)
         if grouped is not None:
-            return grouped[:, 1:]
+            return grouped if starts_at_t0 else grouped[:, 1:]
     elif _is_shared_grid(t0, times):
         # The first query may be t0 itself (then the solve's first output is z0).
         starts_at_t0 = bool(times[0, 0] == t0[0])
