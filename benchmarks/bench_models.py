@@ -182,6 +182,17 @@ def latent_ode_epoch(model: LatentODE, batches: list, lr: float) -> Callable[[],
     return run
 
 
+def time_epochs(epochs: dict, repeats: int) -> tuple[dict, dict]:
+    """Interleaved timings of zero-argument epoch runs, and each one's result from its last run."""
+    results = {}
+    timings = time_interleaved(
+        {name: lambda name=name: results.__setitem__(name, epochs[name]()) for name in epochs},
+        repeats,
+        warmup=0,
+    )
+    return timings, results
+
+
 def first_batch_losses(models: dict[str, LatentODE], batches: dict[str, list]) -> dict[str, float]:
     """Each variant's loss on the first batch with the initial weights and the same draws."""
     out = {}
@@ -215,12 +226,7 @@ def bench_periodic(quick: bool, repeats: int) -> dict[str, Any]:
     for name in models:  # one-time costs (first calls, allocations) stay out of the timings
         latent_ode_epoch(models[name], batches[name][:1], lr)()
     epochs = {name: latent_ode_epoch(models[name], batches[name], lr) for name in models}
-    results = {}
-    timings = time_interleaved(
-        {name: lambda name=name: results.__setitem__(name, epochs[name]()) for name in epochs},
-        repeats,
-        warmup=0,
-    )
+    timings, results = time_epochs(epochs, repeats)
     base, base_cpu = timings["per_sample"].wall, timings["per_sample"].cpu
     rows = []
     for name, (batch_mode, union_grid, union_batch) in PERIODIC_VARIANTS.items():
@@ -366,12 +372,7 @@ def bench_cnf(quick: bool, repeats: int) -> dict[str, Any]:
     epochs = {
         name: cnf_epoch(model, fn, data, batch_size, lr) for name, fn in CNF_LIBRARIES.items()
     }
-    results = {}
-    timings = time_interleaved(
-        {name: lambda name=name: results.__setitem__(name, epochs[name]()) for name in epochs},
-        repeats,
-        warmup=0,
-    )
+    timings, results = time_epochs(epochs, repeats)
     base, base_cpu = timings["torchdiffeq"].wall, timings["torchdiffeq"].cpu
     rows = [
         {

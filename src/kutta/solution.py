@@ -41,6 +41,21 @@ class DenseSteps:
         return self.method.interpolate(self.pieces[i], min(max(theta, 0.0), 1.0))
 
 
+def loop_stats(result: Any, method: Any) -> dict[str, Any]:
+    """``Solution.stats`` from a loop result (shared: ints, per sample: ``(B,)`` tensors).
+
+    Methods that count more (Jacobians, LU factorizations, switches) expose a ``stats`` dict.
+    """
+    return {
+        "nfe": result.nfe,
+        "n_steps": result.n_accepted + result.n_rejected,
+        "n_accepted": result.n_accepted,
+        "n_rejected": result.n_rejected,
+        "method": method.name,
+        **getattr(method, "stats", {}),
+    }
+
+
 @dataclasses.dataclass
 class Solution:
     """What ``kutta.solve`` returns.

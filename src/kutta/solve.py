@@ -13,7 +13,7 @@ from .errors import InvalidArgumentError, SolverError
 from .gradients import Backprop, LoopCall
 from .loop import LoopConfig, LoopResult, integrate_per_sample, integrate_shared
 from .sde.native import solve_sde
-from .solution import Solution
+from .solution import Solution, loop_stats
 from .solvers.base import Method
 from .solvers.registry import make_method
 from .status import Status
@@ -185,14 +185,7 @@ def solve(
         sol = Solution(
             ts=torch.as_tensor(t_eval),
             ys=problem.unflatten(result.ys),
-            stats={
-                "nfe": result.nfe,
-                "n_steps": result.n_accepted + result.n_rejected,
-                "n_accepted": result.n_accepted,
-                "n_rejected": result.n_rejected,
-                "method": m.name,
-                **getattr(m, "stats", {}),
-            },
+            stats=loop_stats(result, m),
             status=result.status,
         )
         failed = ~sol.success
@@ -227,14 +220,7 @@ def solve(
     sol = Solution(
         ts=ts_user,
         ys=problem.unflatten(ys),
-        stats={
-            "nfe": result.nfe,
-            "n_steps": result.n_accepted + result.n_rejected,
-            "n_accepted": result.n_accepted,
-            "n_rejected": result.n_rejected,
-            "method": m.name,
-            **getattr(m, "stats", {}),
-        },
+        stats=loop_stats(result, m),
         status=torch.tensor(int(result.status)),
         events=events,
         _dense=result.dense,

@@ -46,7 +46,7 @@ from kutta.sde.adjoint import sdeint_adjoint
 from kutta.sde.base import SDEView
 from kutta.sde.loop import SDEStep, step_grid
 from kutta.sde.sdeint import prepare
-from kutta.solution import Solution
+from kutta.solution import Solution, loop_stats
 from kutta.status import Status
 
 
@@ -197,13 +197,7 @@ def solve_sde(
     sol = Solution(
         ts=problem.ts_tensor[: len(result.ys)],
         ys=ys,
-        stats={
-            "nfe": result.nfe,
-            "n_steps": result.n_accepted + result.n_rejected,
-            "n_accepted": result.n_accepted,
-            "n_rejected": result.n_rejected,
-            "method": stepper.name,
-        },
+        stats=loop_stats(result, stepper),
         status=torch.tensor(int(result.status)),
     )
     if raise_on_failure and result.status != Status.SUCCESS:

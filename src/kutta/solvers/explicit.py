@@ -62,6 +62,8 @@ class ExplicitRK(Method):
     perturb: bool = False
     compile: bool = False
     _tt: TableauTensors | None = dataclasses.field(default=None, repr=False)
+    # (reverse, compiled step) of this solve, looked up once: hashing a tableau costs every step
+    _attempt: tuple[bool, Any] | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.interp not in ("auto", "linear", "cubic"):
@@ -79,7 +81,7 @@ class ExplicitRK(Method):
         self._linear = self.interp == "linear" or (self.interp == "auto" and tab.b_dense is None)
 
     def bind(self, dtype: torch.dtype, device: torch.device) -> ExplicitRK:
-        return dataclasses.replace(self, _tt=self.tableau.to(dtype, device))
+        return dataclasses.replace(self, _tt=self.tableau.to(dtype, device), _attempt=None)
 
     def init(self, f, t0, y0):
         return f(t0, y0)
@@ -136,7 +138,9 @@ class ExplicitRK(Method):
             dtype=torch.float64,
             device=y.device,
         )
-        attempt = compiled_attempt(self.tableau, target.reverse)
+        if self._attempt is None or self._attempt[0] != target.reverse:
+            self._attempt = (target.reverse, compiled_attempt(self.tableau, target.reverse))
+        attempt = self._attempt[1]
         y1, error, stages, k_last = attempt(target.func, times, target.time_dtype, y, k0)
         target.counter.calls += self.tableau.stages - 1
         f1 = k_last if self._fsal else None
