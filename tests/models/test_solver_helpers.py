@@ -135,3 +135,27 @@ def test_a_shared_grid_may_start_at_t0():
     assert torch.equal(states[:, 0], z0)
     exact = torch.stack([z0 @ torch.linalg.matrix_exp(a * t).T for t in grid], dim=1)
     torch.testing.assert_close(states, exact, rtol=1e-8, atol=1e-9)
+
+
+def test_per_sample_query_at_the_start_time_costs_no_extra_solves():
+    # Regression: a first query equal to t0 used to break the one per-sample solve into one
+    # solve per interval. Asking for t0 as well must cost about what the later times cost.
+    class Counting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, t, z):
+            self.calls += 1
+            return -z
+
+    solver = SolverOptions(batch_mode="per_sample", rtol=1e-6, atol=1e-8)
+    z0 = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
+    t0 = torch.zeros(2, dtype=torch.float64)
+    times = torch.tensor([[0.0, 0.5, 1.0, 1.5], [0.0, 0.3, 0.9, 2.0]], dtype=torch.float64)
+    with_start, without_start = Counting(), Counting()
+    out = evolve_through(with_start, z0, t0, times, solver)
+    rest = evolve_through(without_start, z0, t0, times[:, 1:], solver)
+    torch.testing.assert_close(out[:, 0], z0)
+    torch.testing.assert_close(out[:, 1:], rest)
+    assert with_start.calls <= without_start.calls + 2
