@@ -108,6 +108,7 @@ def _build(func, y0, t, rtol, atol, method, options, event_fn):
     m = m.bind(problem.y0.dtype, problem.y0.device)  # complex states get complex coefficients
     ctl = controller.bind(m.error_order or m.order, problem.y0.real.dtype, problem.y0.device, False)
     m.set_error_scale(ctl.atol, ctl.rtol)
+    m.set_error_norm(ctl.norm)
     return problem, m, (ctl, cfg)
 
 

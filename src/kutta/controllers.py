@@ -52,6 +52,23 @@ def _tolerance(tol: Any, name: str, dtype: torch.dtype, device: torch.device) ->
     return tol.to(dtype=dtype, device=device)
 
 
+def weighted_error_norm(
+    error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol: Any, atol: Any, norm: Norm
+) -> torch.Tensor:
+    """``norm(error / (atol + rtol * max(|y0|, |y1|)))``: the one definition of a step's error size.
+
+    Also traced into the compiled explicit step (:mod:`kutta.solvers.compiled`), so it is written
+    out of place.
+
+    Example:
+        >>> e = torch.tensor([1e-6, 0.0])
+        >>> y = torch.tensor([1.0, 0.0])
+        >>> float(weighted_error_norm(e, y, y, 1e-6, 0.0, rms_norm))  # doctest: +ELLIPSIS
+        0.7071...
+    """
+    return norm(error / (torch.maximum(y0.abs(), y1.abs()) * rtol + atol))
+
+
 @dataclasses.dataclass
 class Controller:
     """Base controller holding tolerances and the error norm.
@@ -93,35 +110,49 @@ class Controller:
         Computed without autograd: step-size choices are not differentiated (as in diffrax), and
         recording them would cost time and memory for nothing.
         """
-        scale = torch.maximum(y0.abs(), y1.abs()).mul_(self.rtol).add_(self.atol)
-        return self.norm(error / scale)
+        return weighted_error_norm(error, y0, y1, self.rtol, self.atol, self.norm)
 
     @torch.no_grad()
     def initial(self, f, t0, y0, f0, order: int) -> Any:
         """Hairer's initial step size (Hairer, Nørsett, Wanner I, II.4), costs one evaluation.
 
-        Returns a float in shared mode, a ``(B,)`` tensor in per-sample mode.
+        Returns a float in shared mode (NaN if the field is not finite near ``t0``), a ``(B,)``
+        tensor in per-sample mode.
         """
         norm = self.norm
         scale = y0.abs() * self.rtol + self.atol
+        if not self._per_sample:
+            return self._initial_shared(f, t0, y0, f0, order, scale)
         d0, d1 = norm(y0 / scale), norm(f0 / scale)
         small = (d0 < 1e-5) | (d1 < 1e-5)
         h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01 * d0 / d1.clamp_min(1e-300))
-        if self._per_sample:
-            y1 = y0 + h0[:, None] * f0
-            f1 = f(t0 + h0, y1)
-        else:
-            h0 = float(h0)
-            f1 = f(t0 + h0, y0 + h0 * f0)
+        f1 = f(t0 + h0, y0 + h0[:, None] * f0)
         d2 = norm((f1 - f0) / scale) / h0
         dmax = torch.maximum(d1, d2)
         h1 = torch.where(
             dmax <= 1e-15,
-            torch.clamp_min(torch.as_tensor(h0, dtype=d0.dtype) * 1e-3, 1e-6),
+            torch.clamp_min(h0 * 1e-3, 1e-6),
             (0.01 / dmax.clamp_min(1e-300)) ** (1.0 / (order + 1)),
         )
-        h = torch.minimum(100 * torch.as_tensor(h0, dtype=d0.dtype), h1)
-        return h if self._per_sample else float(h)
+        return torch.minimum(100 * h0, h1)
+
+    def _initial_shared(self, f, t0, y0, f0, order, scale) -> float:
+        # The same algorithm on host floats: a shared solve needs a float anyway, and each small
+        # tensor operation costs more than the arithmetic (this runs once per solve).
+        d0, d1 = torch.stack([self.norm(y0 / scale), self.norm(f0 / scale)]).tolist()
+        if not (math.isfinite(d0) and math.isfinite(d1)):
+            return math.nan
+        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / max(d1, 1e-300)
+        f1 = f(t0 + h0, torch.add(y0, f0, alpha=h0))
+        d2 = float(self.norm((f1 - f0) / scale)) / h0
+        if not math.isfinite(d2):
+            return math.nan
+        dmax = max(d1, d2)
+        if dmax <= 1e-15:
+            h1 = max(h0 * 1e-3, 1e-6)
+        else:
+            h1 = (0.01 / dmax) ** (1.0 / (order + 1))
+        return min(100 * h0, h1)
 
     def init_state(self, h0: Any) -> Any:
         """Controller memory at the start (e.g. previous error norms)."""

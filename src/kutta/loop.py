@@ -165,9 +165,12 @@ def integrate_shared(
         res = method.step(step_f, t, y, h_try, state)
 
         if method.adaptive:
-            scale = (
-                float(controller.error_norm(res.error, y, res.y)) if controller.uses_error else 0.0
-            )
+            if not controller.uses_error:
+                scale = 0.0
+            elif res.error_norm is not None:
+                scale = float(res.error_norm)
+            else:
+                scale = float(controller.error_norm(res.error, y, res.y))
             accept, h_next, cstate = controller.adapt(scale, h_try, cstate)
             if not accept:
                 n_rej += 1

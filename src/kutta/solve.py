@@ -152,6 +152,8 @@ def solve(
     m = m.bind(problem.y0.dtype, problem.y0.device)  # complex states get complex coefficients
     ctl = controller.bind(m.error_order or m.order, dtype, problem.y0.device, per_sample)
     m.set_error_scale(ctl.atol, ctl.rtol)
+    if not per_sample:
+        m.set_error_norm(ctl.norm)
     cfg = LoopConfig(
         max_steps=max_steps,
         first_step=dt0,

@@ -81,3 +81,53 @@ def test_tuple_states_fall_back_to_the_eager_step():
     )
     assert set(compiled._CACHE) == set(before)
     torch.testing.assert_close(out[0][-1], torch.full((2,), math.exp(-1.0), dtype=torch.float64))
+
+
+def _max_norm(x):
+    return x.abs().max()
+
+
+def test_compiled_step_uses_the_controllers_norm_and_per_component_tolerances():
+    # The compiled step computes the error norm inside its graph; it must be the controller's
+    # (here a user norm and per-component atol), or step counts would differ from the eager step.
+    field = Linear()
+    y0 = torch.tensor([[1.0, 0.0], [0.5, -1.0]], dtype=torch.float64)
+    t = torch.tensor([0.0, 4.0], dtype=torch.float64)
+    atol = torch.tensor([[1e-9, 1e-6]], dtype=torch.float64)
+
+    def steps(compile, norm):
+        options = {"compile": compile, "norm": norm}
+        with torch.no_grad():
+            sol = kutta.odeint(field, y0, t, rtol=1e-7, atol=atol, method="dopri5", options=options)
+        counter = {"n": 0}
+
+        def counting(tt, y):
+            counter["n"] += 1
+            return field(tt, y)
+
+        with torch.no_grad():
+            kutta.odeint(
+                counting, y0, t, rtol=1e-7, atol=atol, method="dopri5", options={"norm": norm}
+            )
+        return sol, counter["n"]
+
+    eager_max, nfe_max = steps(False, _max_norm)
+    fast_max, _ = steps(True, _max_norm)
+    _, nfe_rms = steps(False, None)
+    assert nfe_max != nfe_rms  # the norm matters on this problem, so the comparison can fail
+    torch.testing.assert_close(fast_max, eager_max, rtol=1e-12, atol=1e-12)
+
+
+def test_new_tolerances_reuse_the_compiled_step():
+    # tolerances enter the graph as tensors, so a tolerance sweep does not recompile
+    field = Linear()
+    y0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    with torch.no_grad():
+        kutta.odeint(field, y0, t, rtol=1e-6, atol=1e-8, method="bosh3", options={"compile": True})
+        with torch.compiler.set_stance("fail_on_recompile"):
+            out = kutta.odeint(
+                field, y0, t, rtol=1e-9, atol=1e-11, method="bosh3", options={"compile": True}
+            )
+    exact = kutta.odeint(field, y0, t, rtol=1e-12, atol=1e-14, method="dopri8")
+    torch.testing.assert_close(out, exact, rtol=1e-7, atol=1e-8)

@@ -125,6 +125,9 @@ class AutoSwitch(Method):
         self.explicit.set_error_scale(atol, rtol)
         self.implicit.set_error_scale(atol, rtol)
 
+    def set_error_norm(self, norm) -> None:
+        self.explicit.set_error_norm(norm)
+
     def init(self, f, t0, y0):
         self.implicit.init(f, t0, y0)  # lets it set itself up for this state's layout
         return AutoState(False, self.explicit.init(f, t0, y0), 0, 0)

@@ -48,6 +48,9 @@ class StepResult(NamedTuple):
     #: per sample), for methods that choose order and step together (``bdf``); None: the
     #: controller's choice. Rejected steps are always sized by the controller.
     h_next: Any = None
+    #: the controller's weighted error norm of this step (a 0-dim tensor), for a method that
+    #: computed it inside its step (see ``Method.set_error_norm``); None: the loop computes it
+    error_norm: Any = None
 
 
 class Method(abc.ABC):
@@ -74,6 +77,17 @@ class Method(abc.ABC):
 
         Implicit methods stop their Newton iterations in the loop's error norm; explicit ones
         ignore it.
+        """
+        return None
+
+    def set_error_norm(self, norm: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Called by the loop after ``set_error_scale`` with the controller's norm (shared mode).
+
+        A method that can compute the controller's weighted error norm inside its own step more
+        cheaply than the loop can afterwards (the compiled explicit step folds it into its graph)
+        keeps the norm and returns ``StepResult.error_norm``; it must then compute exactly
+        :func:`kutta.controllers.weighted_error_norm` with the tolerances of ``set_error_scale``.
+        The default ignores it.
         """
         return None
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..controllers import weighted_error_norm
 from .tableau import ButcherTableau
 
 
@@ -49,12 +50,19 @@ _CACHE: dict[tuple[ButcherTableau, bool], Callable] = {}
 
 
 def compiled_attempt(tableau: ButcherTableau, reverse: bool) -> Callable:
-    """The compiled ``attempt(func, times, time_dtype, y, k0) -> (y1, error, stages, k_last)`` of a tableau.
+    """The compiled step ``attempt(func, times, time_dtype, y, k0, tolerances)`` of a tableau.
 
     ``times`` is a float64 tensor holding the stage times in the user's time (``sign * (t + c_i
     h)``, rounded on the host exactly as the eager step does) followed by ``h``; ``k0`` is the
-    field at ``(t, y)`` in loop time; ``stages`` are the flattened stage derivatives stacked as rows ``(s, n)``, as the eager
-    step's dense output stores them; ``error`` is None for a tableau without an embedded method.
+    field at ``(t, y)`` in loop time. ``tolerances`` is ``(rtol, atol, norm)`` with the
+    tolerances as tensors (so that new tolerances reuse the graph), or None.
+
+    Returns ``(y1, error, stages, k_last, error_norm)``: ``stages`` are the flattened stage
+    derivatives stacked as rows ``(s, n)``, as the eager step's dense output stores them;
+    ``error`` is None for a tableau without an embedded method; ``error_norm`` is the
+    controller's :func:`~kutta.controllers.weighted_error_norm` of the step (None without
+    ``tolerances`` or ``error``), computed in the same graph so that the loop only reads one
+    number back per step.
     """
     key = (tableau, reverse)
     if key not in _CACHE:
@@ -91,7 +99,7 @@ def _combine(coeffs: tuple[float, ...], ks: list[torch.Tensor]) -> torch.Tensor:
 def _make_attempt(tableau: ButcherTableau, reverse: bool) -> Callable:
     a, b, b_err, stages_count = tableau.a, tableau.b, tableau.b_err, tableau.stages
 
-    def attempt(func, times, time_dtype, y, k0):
+    def attempt(func, times, time_dtype, y, k0, tolerances):
         h_state = times[stages_count].to(y.dtype)
         ks = [k0]
         y_stage = y
@@ -102,6 +110,11 @@ def _make_attempt(tableau: ButcherTableau, reverse: bool) -> Callable:
         y1 = y_stage if tableau.fsal else y + h_state * _combine(b, ks)
         error = None if b_err is None else h_state * _combine(b_err, ks)
         stages = torch.stack([k.reshape(-1) for k in ks])
-        return y1, error, stages, ks[-1]
+        error_norm = None
+        if error is not None and tolerances is not None:
+            rtol, atol, norm = tolerances
+            with torch.no_grad():  # step-size choices are not differentiated
+                error_norm = weighted_error_norm(error, y, y1, rtol, atol, norm)
+        return y1, error, stages, ks[-1], error_norm
 
     return attempt

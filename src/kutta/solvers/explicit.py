@@ -64,6 +64,9 @@ class ExplicitRK(Method):
     _tt: TableauTensors | None = dataclasses.field(default=None, repr=False)
     # (reverse, compiled step) of this solve, looked up once: hashing a tableau costs every step
     _attempt: tuple[bool, Any] | None = dataclasses.field(default=None, repr=False)
+    # the controller's (atol, rtol), then (rtol, atol, norm) as the compiled step wants them
+    _atol_rtol: tuple[Any, Any] | None = dataclasses.field(default=None, repr=False)
+    _tolerances: tuple[Any, Any, Any] | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.interp not in ("auto", "linear", "cubic"):
@@ -81,7 +84,29 @@ class ExplicitRK(Method):
         self._linear = self.interp == "linear" or (self.interp == "auto" and tab.b_dense is None)
 
     def bind(self, dtype: torch.dtype, device: torch.device) -> ExplicitRK:
-        return dataclasses.replace(self, _tt=self.tableau.to(dtype, device), _attempt=None)
+        return dataclasses.replace(
+            self,
+            _tt=self.tableau.to(dtype, device),
+            _attempt=None,
+            _atol_rtol=None,
+            _tolerances=None,
+        )
+
+    def set_error_scale(self, atol, rtol) -> None:
+        self._atol_rtol = (atol, rtol)
+
+    def set_error_norm(self, norm) -> None:
+        if not self.compile or self._atol_rtol is None:
+            return
+        atol, rtol = self._atol_rtol
+        real = self._tt.b.real.dtype
+        device = self._tt.b.device
+        # Tensors, not floats: the compiled graph would bake floats in and recompile per tolerance.
+        self._tolerances = (
+            torch.as_tensor(rtol, dtype=real, device=device),
+            torch.as_tensor(atol, dtype=real, device=device),
+            norm,
+        )
 
     def init(self, f, t0, y0):
         return f(t0, y0)
@@ -141,10 +166,12 @@ class ExplicitRK(Method):
         if self._attempt is None or self._attempt[0] != target.reverse:
             self._attempt = (target.reverse, compiled_attempt(self.tableau, target.reverse))
         attempt = self._attempt[1]
-        y1, error, stages, k_last = attempt(target.func, times, target.time_dtype, y, k0)
+        y1, error, stages, k_last, error_norm = attempt(
+            target.func, times, target.time_dtype, y, k0, self._tolerances
+        )
         target.counter.calls += self.tableau.stages - 1
         f1 = k_last if self._fsal else None
-        return StepResult(y1, error, RKDense(y, y1, h, stages, f1), f1)
+        return StepResult(y1, error, RKDense(y, y1, h, stages, f1), f1, error_norm=error_norm)
 
     def _step_per_sample(self, f, t, y, h, state) -> StepResult:
         tt = self._tt
