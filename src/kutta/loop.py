@@ -194,13 +194,11 @@ def integrate_shared(
         t_new = target if landing else t + h_try
 
         # outputs inside (t, t_new]
+        first_out = next_out
         while next_out < n_out and out_times[next_out] <= t_new:
-            te = out_times[next_out]
-            if te == t_new:
-                ys.append(res.y)
-            else:
-                ys.append(method.interpolate(res.dense, (te - t) / h_try))
             next_out += 1
+        if next_out > first_out:
+            ys.extend(_outputs_in_step(method, res, t, h_try, t_new, out_times[first_out:next_out]))
             if cfg.max_steps_per_output:
                 budget_start = n_acc + n_rej + 1  # this step counts towards the interval it ends
         if dense_steps is not None:
@@ -248,6 +246,21 @@ def integrate_shared(
     result = LoopResult(ys, Status.SUCCESS, counter.calls - nfe0, n_acc, n_rej, t, dense_steps)
     result.events = events
     return result
+
+
+def _outputs_in_step(method, res, t: float, h: float, t_new: float, out_times: list[float]):
+    """The states at ``out_times`` (increasing, inside ``(t, t_new]``) of one accepted step."""
+    ends_here = out_times[-1] == t_new
+    inside = out_times[:-1] if ends_here else out_times
+    ys = []
+    if len(inside) == 1:
+        ys.append(method.interpolate(res.dense, (inside[0] - t) / h))
+    elif inside:
+        # one operation for all of them: a dense output grid can put thousands in one step
+        ys.extend(method.interpolate_many(res.dense, [(te - t) / h for te in inside]).unbind(0))
+    if ends_here:
+        ys.append(res.y)
+    return ys
 
 
 def _clamp_time(f: Callable, lo: float = -math.inf, hi: float = math.inf) -> Callable:

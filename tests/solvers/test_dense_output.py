@@ -166,3 +166,28 @@ def test_evaluate_needs_dense_and_stays_inside_the_interval():
     sol = kutta.solve(field, y0, span=(0.0, 1.0), dense=True)
     with pytest.raises(kutta.InvalidArgumentError, match="outside"):
         sol.evaluate(1.5)
+
+
+@pytest.mark.parametrize("name", sorted(EXPLICIT_TABLEAUS))
+def test_interpolate_many_equals_interpolate_per_theta(name):
+    # the loop evaluates all output times inside a step at once; it must be the same polynomial
+    method = kutta.ExplicitRK(EXPLICIT_TABLEAUS[name]).bind(torch.float64, torch.device("cpu"))
+    y0 = torch.tensor([[1.0, -0.5], [0.25, 2.0]], dtype=torch.float64)
+    res = method.step(lambda t, y: torch.sin(y) + t, 0.3, y0, 0.2, None)
+    many = method.interpolate_many(res.dense, list(THETAS))
+    one_by_one = torch.stack([method.interpolate(res.dense, th) for th in THETAS])
+    assert many.shape == (len(THETAS), 2, 2)
+    torch.testing.assert_close(many, one_by_one, rtol=1e-14, atol=1e-14)
+
+
+def test_many_outputs_in_one_step_are_accurate_and_differentiable():
+    # 401 output times, a handful of steps: most outputs share a step
+    t = torch.linspace(0.0, 4.0, 401, dtype=torch.float64)
+    y0 = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    out = odeint(field, y0, t, rtol=1e-10, atol=1e-12, method="dopri5")
+    assert out.shape == (401, 1)
+    err = (out[:, 0].detach().numpy() - exact(t.numpy())).__abs__().max()
+    assert err < 1e-8
+    # y(t) = y0 exp(sin t) is linear in y0: d sum(y) / d y0 = sum(exp(sin t))
+    (grad,) = torch.autograd.grad(out.sum(), y0)
+    assert float(grad) == pytest.approx(exact(t.numpy()).sum(), rel=1e-8)

@@ -49,6 +49,9 @@ class _StepRecorder(Method):
     def interpolate(self, dense, theta):
         return self.inner.interpolate(dense, theta)
 
+    def interpolate_many(self, dense, thetas):
+        return self.inner.interpolate_many(dense, thetas)
+
     def reset_after_discontinuity(self, state):
         self.resets.add(len(self.starts) - 1)
         return self.inner.reset_after_discontinuity(state)

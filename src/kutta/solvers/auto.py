@@ -172,3 +172,7 @@ class AutoSwitch(Method):
     def interpolate(self, dense, theta):
         implicit, inner = dense
         return (self.implicit if implicit else self.explicit).interpolate(inner, theta)
+
+    def interpolate_many(self, dense, thetas):
+        implicit, inner = dense
+        return (self.implicit if implicit else self.explicit).interpolate_many(inner, thetas)

@@ -108,6 +108,15 @@ class Method(abc.ABC):
         y0, y1 = dense[0], dense[1]
         return torch.lerp(y0, y1, theta) if isinstance(theta, float) else y0 + theta * (y1 - y0)
 
+    def interpolate_many(self, dense: Any, thetas: list[float]) -> torch.Tensor:
+        """The states at several ``theta`` (host floats) inside one step, stacked: ``(m, *y.shape)``.
+
+        Shared mode only. A dense output grid puts many output times in one step; methods whose
+        interpolant is a polynomial override this to evaluate them all in one operation. The
+        default calls :meth:`interpolate` per theta.
+        """
+        return torch.stack([self.interpolate(dense, theta) for theta in thetas])
+
     def reset_after_discontinuity(self, state: Any) -> Any:
         """The state to use after a jump in ``f`` (``jump_t``): drop cached derivatives."""
         return state

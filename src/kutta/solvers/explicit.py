@@ -213,6 +213,18 @@ class ExplicitRK(Method):
         increments = torch.einsum("bs,sbn->bn", weights, dense.stages)
         return torch.addcmul(dense.y0, dense.h, increments)
 
+    def interpolate_many(self, dense: RKDense, thetas: list[float]) -> torch.Tensor:
+        tt = self._tt
+        if self._linear or self._hermite or len(thetas) == 1:
+            return super().interpolate_many(dense, thetas)
+        degree = tt.b_dense.shape[1]
+        # powers on the host in float64, as `interpolate` makes them, so both agree to round-off
+        powers = tt.b_dense.new_tensor([[th ** (m + 1) for m in range(degree)] for th in thetas])
+        weights = powers @ tt.b_dense.t()  # (m, s)
+        y0 = dense.y0
+        flat = torch.addmm(y0.reshape(1, -1), weights, dense.stages, alpha=dense.h)
+        return flat.view(len(thetas), *y0.shape)
+
 
 def _weighted_sum(coeffs: torch.Tensor, stages: torch.Tensor) -> torch.Tensor:
     """``sum_j coeffs[j] * stages[j]`` for stacked stages ``(s, B, N)``, as one matrix-vector product
