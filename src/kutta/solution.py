@@ -31,6 +31,26 @@ class DenseSteps:
         self.pieces.append(piece)
 
     def __call__(self, t: float) -> torch.Tensor:
+        i, theta = self._locate(t)
+        return self.method.interpolate(self.pieces[i], theta)
+
+    def many(self, ts: list[float]) -> torch.Tensor:
+        """The states at several times, stacked; the times that share a step cost one call."""
+        located = [self._locate(t) for t in ts]
+        by_step: dict[int, list[int]] = {}
+        for position, (i, _) in enumerate(located):
+            by_step.setdefault(i, []).append(position)
+        out: list[Any] = [None] * len(ts)
+        for i, positions in by_step.items():
+            values = self.method.interpolate_many(
+                self.pieces[i], [located[p][1] for p in positions]
+            )
+            for p, value in zip(positions, values.unbind(0)):
+                out[p] = value
+        return torch.stack(out)
+
+    def _locate(self, t: float) -> tuple[int, float]:
+        """The step holding ``t`` and ``t``'s relative position in it."""
         if not self.starts:
             raise InvalidArgumentError("the solve took no steps; there is nothing to interpolate")
         lo, hi = self.starts[0], self.starts[-1] + self.sizes[-1]
@@ -38,7 +58,7 @@ class DenseSteps:
             raise InvalidArgumentError(f"t = {t} is outside the solved interval [{lo}, {hi}]")
         i = min(max(bisect.bisect_right(self.starts, t) - 1, 0), len(self.starts) - 1)
         theta = (t - self.starts[i]) / self.sizes[i]
-        return self.method.interpolate(self.pieces[i], min(max(theta, 0.0), 1.0))
+        return i, min(max(theta, 0.0), 1.0)
 
 
 def loop_stats(result: Any, method: Any) -> dict[str, Any]:
@@ -99,7 +119,7 @@ class Solution:
             )
         to_forward, from_flat = self._to_user
         times = torch.as_tensor(t, dtype=torch.float64).reshape(-1).tolist()
-        values = torch.stack([self._dense(to_forward(float(s))) for s in times])
+        values = self._dense.many([to_forward(float(s)) for s in times])
         out = from_flat(values)
         if isinstance(t, (float, int)) or (torch.is_tensor(t) and t.dim() == 0):
             return tuple(v[0] for v in out) if isinstance(out, tuple) else out[0]

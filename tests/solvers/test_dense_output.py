@@ -191,3 +191,15 @@ def test_many_outputs_in_one_step_are_accurate_and_differentiable():
     # y(t) = y0 exp(sin t) is linear in y0: d sum(y) / d y0 = sum(exp(sin t))
     (grad,) = torch.autograd.grad(out.sum(), y0)
     assert float(grad) == pytest.approx(exact(t.numpy()).sum(), rel=1e-8)
+
+
+def test_evaluate_many_times_in_any_order_equals_one_at_a_time():
+    sol = kutta.solve(
+        field, torch.ones(1, dtype=torch.float64), span=(0.0, 3.0), dense=True, method=kutta.Tsit5()
+    )
+    ts = torch.rand(50, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3.0
+    together = sol.evaluate(ts)
+    one_by_one = torch.stack([sol.evaluate(float(s)) for s in ts])
+    assert together.shape == (50, 1)
+    torch.testing.assert_close(together, one_by_one, rtol=1e-14, atol=1e-14)
+    assert float((together[:, 0] - torch.from_numpy(exact(ts.numpy()))).abs().max()) < 1e-5
