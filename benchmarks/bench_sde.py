@@ -8,9 +8,10 @@ Workloads (issue 5):
   method);
 - 10,000 sequential and 10,000 random queries of a BrownianInterval of shape (256, 32).
 
-Each timing is the median of ``--repeats`` runs, the two libraries alternating. Also printed: the
-number of drift/diffusion evaluations (NFE) and the error at t = 1 against a fine-step (dt = 1e-4)
-reference solution on the same Brownian path.
+Each timing is the median of ``--repeats`` runs, the two libraries alternating. The ratio is of
+wall times (the target); in brackets the ratio of this thread's CPU times, which other processes on
+a loaded machine disturb less. Also printed: the number of drift/diffusion evaluations (NFE) and
+the error at t = 1 against a fine-step (dt = 1e-4) reference solution on the same Brownian path.
 
 Run:  .venv/bin/python benchmarks/bench_sde.py [--repeats 5] [--quick]
 """
@@ -61,28 +62,38 @@ class NeuralSDE(torch.nn.Module):
         return 0.3 * self.diffusion(self._input(t, y))
 
 
-def _median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+class Timing(float):
+    """A median wall time that also carries the median CPU time of the same runs."""
+
+    cpu: float
+
+
+def _timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    fn()
+    return time.perf_counter() - wall, time.thread_time() - cpu
 
 
 def _interleaved(fn_kutta, fn_torchsde, repeats):
-    t_k, t_t = [], []
+    runs_k, runs_t = [], []
     for _ in range(repeats):
-        t_k.append(_median_time(fn_kutta, 1))
-        t_t.append(_median_time(fn_torchsde, 1))
-    return statistics.median(t_k), statistics.median(t_t)
+        runs_k.append(_timed(fn_kutta))
+        runs_t.append(_timed(fn_torchsde))
+    medians = []
+    for runs in (runs_k, runs_t):
+        timing = Timing(statistics.median(wall for wall, _ in runs))
+        timing.cpu = statistics.median(cpu for _, cpu in runs)
+        medians.append(timing)
+    return tuple(medians)
 
 
 def _row(name, t_kutta, t_torchsde, extra=""):
     ratio = t_kutta / t_torchsde
     verdict = "ok" if ratio <= 0.5 else "above target"
+    cpu_ratio = f" ({t_kutta.cpu / t_torchsde.cpu:.2f})" if isinstance(t_kutta, Timing) else ""
     print(
-        f"| {name} | {t_kutta * 1e3:.1f} ms | {t_torchsde * 1e3:.1f} ms | {ratio:.2f} | {verdict} | {extra} |"
+        f"| {name} | {t_kutta * 1e3:.1f} ms | {t_torchsde * 1e3:.1f} ms | {ratio:.2f}{cpu_ratio} "
+        f"| {verdict} | {extra} |"
     )
 
 
@@ -267,6 +278,9 @@ def main() -> None:
     parser.add_argument("--brownian-repeats", type=int, default=1)
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--skip-brownian", action="store_true")
+    parser.add_argument(
+        "--skip-default-bm", action="store_true", help="skip the bm=None solves (slow in torchsde)"
+    )
     parser.add_argument("--only-brownian", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     args = parser.parse_args()
@@ -275,10 +289,11 @@ def main() -> None:
         global BATCH
         BATCH, args.repeats, args.brownian_repeats, args.queries = 8, 1, 1, 200
     print(f"torch {torch.__version__}, torchsde {torchsde.__version__}, 1 thread; medians")
-    print("| workload | kutta | torchsde | ratio | target <= 0.5 | notes |")
+    print("| workload | kutta | torchsde | ratio (CPU) | target <= 0.5 | notes |")
     print("| --- | --- | --- | --- | --- | --- |")
     if not args.only_brownian:
-        bench_default_brownian(args.repeats)
+        if not args.skip_default_bm:
+            bench_default_brownian(args.repeats)
         bench_neural_sde(args.repeats)
         bench_reversible_heun(args.repeats)
     if not args.skip_brownian:

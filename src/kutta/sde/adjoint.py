@@ -24,7 +24,7 @@ from kutta.errors import InvalidArgumentError
 from kutta.sde.base import SDEView
 from kutta.sde.brownian import ReverseBrownian
 from kutta.sde.loop import integrate, step_grid
-from kutta.sde.methods import METHOD_CLASSES, Method
+from kutta.sde.methods import METHOD_CLASSES, Method, Midpoint
 from kutta.sde.sdeint import prepare, split_return
 from kutta.sde.settings import METHODS, NOISE_TYPES, SDE_TYPES
 
@@ -168,9 +168,7 @@ class _AdjointSDE:
         if not self.ito:
             return f, g_v
         if self.view.noise_type in (NOISE_TYPES.diagonal, NOISE_TYPES.scalar):
-            channels = g.shape[1] if self.view.diagonal else 1
-            ones = torch.ones(g.shape[0], channels, dtype=y.dtype, device=y.device)
-            correction = self.view.g_dg_prod(t, y, g, ones, g_at_y=g)
+            correction = self.view.g_dg_prod(t, y, g, None, g_at_y=g)
         else:
             eye = torch.eye(g.shape[-1], dtype=y.dtype, device=y.device).expand(g.shape[0], -1, -1)
             correction = self.view.lie_area_term(t, y, eye, g_at_y=g)
@@ -189,20 +187,26 @@ class _AdjointSDE:
         noise = self._flat(-g_v.detach(), noise_grads, y)
         return drift, noise
 
-    def increment(self, s, state, h, v):
-        """``h drift + noise`` with one vector-Jacobian product instead of one for each."""
+    def increment(self, s, state, h, v, with_params: bool = True):
+        """``h drift + noise`` with one vector-Jacobian product instead of one for each.
+
+        Without ``with_params`` the parameter-gradient part is left zero (and not computed).
+        """
         t = -s
         y, a = self._split(state)
+        y_in = y.detach().requires_grad_(True)
+        inputs = (y_in, *self.params) if with_params else (y_in,)
         with torch.enable_grad():
-            y_in = y.detach().requires_grad_(True)
             f, g_v = self._drift_and_noise(t, y_in, v)
             change = h * f + g_v
-            grads = _vjp(change, (y_in, *self.params), a)
+            grads = _vjp(change, inputs, a)
         return self._flat(-change.detach(), grads, y)
 
     def _flat(self, y_part, grads, y):
+        """The flat state's change; missing gradients (unused, or not asked for) are zero."""
         pieces = [y_part.reshape(-1)]
-        for grad, like in zip(grads, (y, *self.params)):
+        for k, like in enumerate((y, *self.params)):
+            grad = grads[k] if k < len(grads) else None
             pieces.append((torch.zeros_like(like) if grad is None else grad).reshape(-1))
         return torch.cat(pieces)
 
@@ -211,6 +215,21 @@ class _AdjointSDE:
 
     def g_prod(self, s, state, v):
         return self.f_and_g_prod(s, state, v)[1]
+
+
+class _AdjointMidpoint(Midpoint):
+    """The midpoint method on the adjoint SDE. The adjoint field reads y and dL/dy only, never
+    the accumulated parameter gradients, so the half step skips their vector-Jacobian product:
+    the same result for about a quarter less backward work."""
+
+    def step(self, t0, t1, y, extra):
+        h = t1 - t0
+        dw = self.bm(t0, t1)
+        y_mid = y + 0.5 * self.sde.increment(self.time(t0, y), y, h, dw, with_params=False)
+        return y + self.sde.increment(self.time(t0 + 0.5 * h, y), y_mid, h, dw), extra
+
+
+_ADJOINT_METHODS = {**METHOD_CLASSES[SDE_TYPES.stratonovich], METHODS.midpoint: _AdjointMidpoint}
 
 
 class _SDEViewOf:
@@ -243,7 +262,7 @@ class _ContinuousAdjoint(torch.autograd.Function):
         shape = ys.shape[1:]
         adjoint_sde = _AdjointSDE(problem.sde, params, shape)
         view = _SDEViewOf(adjoint_sde)
-        method_cls = METHOD_CLASSES[SDE_TYPES.stratonovich][settings["adjoint_method"]]
+        method_cls = _ADJOINT_METHODS[settings["adjoint_method"]]
         stepper = method_cls(view, ReverseBrownian(problem.bm), settings["adjoint_options"])
         adj_y = grad_ys[-1]
         adj_params = [torch.zeros_like(p) for p in params]

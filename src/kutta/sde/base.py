@@ -148,10 +148,11 @@ class SDEView:
         t,
         y: torch.Tensor,
         g: torch.Tensor,
-        v: torch.Tensor,
+        v: torch.Tensor | None,
         g_at_y: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(∂g/∂y · g) weighted by v: the Milstein correction for diagonal, scalar and additive noise.
+        """(∂g/∂y · g) weighted by v (None: unweighted): the Milstein correction for diagonal,
+        scalar and additive noise.
 
         Diagonal noise: component i is g_i ∂g_i/∂y_i v_i, exact when g_i depends on y only through
         y_i (the usual meaning of diagonal noise; the same assumption as torchsde). Scalar noise:
@@ -167,8 +168,9 @@ class SDEView:
             if not g_at.requires_grad:  # g depends on neither y nor parameters
                 return torch.zeros_like(y)
             if self.diagonal:
+                cotangent = g_at if v is None else g_at * v
                 (out,) = torch.autograd.grad(
-                    g_at, y_in, g_at * v, create_graph=create_graph, allow_unused=True
+                    g_at, y_in, cotangent, create_graph=create_graph, allow_unused=True
                 )
                 return torch.zeros_like(y) if out is None else out
             # Scalar noise: J g via the double-vjp trick (the vjp is linear in its cotangent).
@@ -180,7 +182,7 @@ class SDEView:
             if vjp is None:
                 return torch.zeros_like(y)
             (jvp,) = torch.autograd.grad(vjp, cotangent, g[..., 0], create_graph=create_graph)
-        return jvp * v
+        return jvp if v is None else jvp * v
 
     def lie_area_term(
         self, t, y: torch.Tensor, area: torch.Tensor, g_at_y: torch.Tensor | None = None

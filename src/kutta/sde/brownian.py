@@ -105,6 +105,14 @@ class BaseBrownian(abc.ABC):
     def size(self) -> tuple[int, ...]:
         return self.shape
 
+    def sequential(self, times: list[float]) -> BaseBrownian:
+        """This motion, for a solve that queries the consecutive intervals of ``times`` in order.
+
+        The values are those of plain queries; subclasses answer such queries faster (here: no
+        faster path, the motion itself).
+        """
+        return self
+
 
 class _Node:
     """One interval [start, end] of the tree; ``w``/``h`` hold its values while they are cached."""
@@ -318,17 +326,66 @@ class BrownianInterval(BaseBrownian):
                 f"this Brownian motion has {self._levy!r}"
             )
         if ta == tb:
-            w = torch.zeros(self._size, dtype=self._dtype, device=self._device)
-            h = torch.zeros_like(w) if self._have_h else None
-            a = self._zero_area() if self._have_a else None
+            w, h, a = self._zeros()
         else:
             ta = self._ensure_point(ta)
             tb = self._ensure_point(tb)
             w, h, a = self._interval_values(ta, tb) if ta < tb else self._zeros()
-        if return_U:
-            u = (tb - ta) * (0.5 * w + h)
-            return (w, u, a) if return_A else (w, u)
-        return (w, a) if return_A else w
+        return _answer(ta, tb, w, h, a, return_U, return_A)
+
+    def sequential(self, times: list[float]) -> BaseBrownian:
+        """This motion, answering queries of the consecutive intervals of ``times`` (increasing
+        floats, e.g. a fixed-step solve's grid) from one pass over the tree instead of a search
+        from the root per query. Values, and the tree's splits, are those of plain queries in
+        that order; other queries are passed on to this motion.
+
+        Example:
+            >>> bm = BrownianInterval(0.0, 1.0, size=(4, 2), entropy=0)
+            >>> grid_bm = bm.sequential([0.0, 0.25, 0.5])
+            >>> torch.equal(grid_bm(0.0, 0.25), BrownianInterval(0.0, 1.0, size=(4, 2), entropy=0)(0.0, 0.25))
+            True
+        """
+        return _SequentialBrownian(self, times)
+
+    def _grid_values(self, times: list[float]):
+        """(ta, tb, W, H, A) for each consecutive interval [ta, tb] of ``times`` (snapped to the
+        tree as queries snap them), in order, with the values queries give.
+
+        A depth-first walk: ``pending`` holds the tree intervals right of those used so far, the
+        leftmost last; one straddling the current query interval is replaced by its children.
+        So each tree interval's values are sampled once, and found without a search from the root.
+        """
+        root = self._root
+        pending = [(root, root.w, root.h)]
+        ta = self._check_time("ta", times[0])
+        for t_next in times[1:]:
+            tb = self._check_time("tb", t_next)
+            if ta == tb:
+                yield (ta, tb, *self._zeros())
+                continue
+            ta, tb = self._ensure_point(ta), self._ensure_point(tb)
+            if ta == tb:  # both snapped to one point
+                yield (ta, tb, *self._zeros())
+                ta = tb
+                continue
+            pieces = []
+            while True:
+                node, w, h = pending.pop()
+                if node.end <= ta:
+                    continue  # left of the queries
+                if node.start >= tb:
+                    pending.append((node, w, h))  # the next query's
+                    break
+                if ta <= node.start and node.end <= tb:
+                    pieces.append((node, w, h))
+                    if node.end == tb:
+                        break
+                    continue
+                w_l, h_l, w_r, h_r = self._children_values(node, w, h)
+                pending.append((node.right, w_r, h_r))
+                pending.append((node.left, w_l, h_l))
+            yield (ta, tb, *self._combine_pieces(pieces))
+            ta = tb
 
     def _zeros(self):
         w = torch.zeros(self._size, dtype=self._dtype, device=self._device)
@@ -407,6 +464,10 @@ class BrownianInterval(BaseBrownian):
             w_l, h_l, w_r, h_r = self._children_values(node, w, h)
             pieces = self._pieces_from(node.left, w_l, h_l, ta)
             pieces += self._pieces_until(node.right, w_r, h_r, tb)
+        return self._combine_pieces(pieces)
+
+    def _combine_pieces(self, pieces: list):
+        """(W, H, A) over the union of consecutive tree intervals (with their (W, H)), in time order."""
         first, w, h = pieces[0]
         with_area = self._have_a and len(self._size) >= 2
         a = self._levy_area(first, w, h) if with_area else None
@@ -583,6 +644,46 @@ class BrownianInterval(BaseBrownian):
         else:
             std = math.sqrt(length * length / 12)
         return area + std * noise
+
+
+def _answer(ta: float, tb: float, w, h, a, return_U: bool, return_A: bool):
+    """A query's return value: W, with U = ∫(W_s - W_ta) ds over [ta, tb] and/or the area A."""
+    if return_U:
+        u = (tb - ta) * (0.5 * w + h)
+        return (w, u, a) if return_A else (w, u)
+    return (w, a) if return_A else w
+
+
+class _SequentialBrownian(BaseBrownian):
+    """A BrownianInterval whose queries of consecutive grid intervals, in order, come from its
+    one-pass walk (:meth:`BrownianInterval.sequential`); any other query goes to the motion."""
+
+    def __init__(self, base: BrownianInterval, times: list[float]):
+        self.base = base
+        self._times = times
+        self._next = 0  # the index of the next grid interval's start
+        self._walk = base._grid_values(times)
+
+    def __call__(self, ta, tb=None, return_U: bool = False, return_A: bool = False):
+        k, base = self._next, self.base
+        if (
+            tb is not None
+            and k + 1 < len(self._times)
+            and ta == self._times[k]
+            and tb == self._times[k + 1]
+            and (base._have_h or not return_U)
+            and (base._have_a or not return_A)
+        ):
+            self._next = k + 1
+            return _answer(*next(self._walk), return_U, return_A)
+        return base(ta, tb, return_U=return_U, return_A=return_A)
+
+    shape = property(lambda self: self.base.shape)
+    dtype = property(lambda self: self.base.dtype)
+    device = property(lambda self: self.base.device)
+    levy_area_approximation = property(lambda self: self.base.levy_area_approximation)
+    t0 = property(lambda self: self.base.t0)
+    t1 = property(lambda self: self.base.t1)
 
 
 class BrownianPath(BaseBrownian):
