@@ -265,3 +265,19 @@ def test_step_size_with_an_adaptive_method_and_dt0_with_a_fixed_one_are_errors()
         kutta.solve(decay, torch.ones(1), T, method=kutta.Dopri5(), step_size=0.1)
     with pytest.raises(kutta.InvalidArgumentError, match="dt0 is for adaptive methods"):
         kutta.solve(decay, torch.ones(1), T, method="rk4", dt0=0.1)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_solve_rejects_a_step_budget_that_is_not_a_positive_integer(bad):
+    with pytest.raises(kutta.InvalidArgumentError, match="max_steps must be a positive integer"):
+        kutta.solve(
+            decay, torch.ones(1, dtype=F64), torch.tensor([0.0, 1.0], dtype=F64), max_steps=bad
+        )
+
+
+@pytest.mark.parametrize("batch_mode", ["shared", "per_sample"])
+def test_solve_without_a_step_budget_runs_to_the_end(batch_mode):
+    y0 = torch.ones(2, 1, dtype=F64)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    sol = kutta.solve(decay, y0, t, max_steps=None, batch_mode=batch_mode)
+    torch.testing.assert_close(sol.ys[-1], torch.full((2, 1), torch.e**-1.0, dtype=F64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ def solve(
     gradient: Any = None,
     dt0: float | None = None,
     step_size: float | None = None,
-    max_steps: int = 100_000,
+    max_steps: int | None = 100_000,
     step_t: Sequence[float] = (),
     jump_t: Sequence[float] = (),
     event_fn: Callable | None = None,
@@ -76,7 +77,8 @@ def solve(
         gradient: a gradient strategy (default ``kutta.Backprop()``).
         dt0: first step size (default: Hairer's automatic choice).
         step_size: the step of a fixed-step method (default: step between output times).
-        max_steps: the step budget (accepted and rejected); then status ``MAX_STEPS``.
+        max_steps: the step budget (accepted and rejected); then status ``MAX_STEPS``. None
+            (or ``math.inf``): no budget.
         step_t, jump_t: times to step on exactly; at ``jump_t`` the vector field may jump.
         event_fn: ``event_fn(t, y)`` (shared mode), watched for sign changes, each located by
             bisection on the dense interpolant and recorded in ``Solution.events``.
@@ -96,6 +98,15 @@ def solve(
     if batch_mode not in BATCH_MODES:
         raise InvalidArgumentError(
             f"unknown batch_mode {batch_mode!r}; valid modes are: {', '.join(BATCH_MODES)}"
+        )
+    if max_steps is None:
+        max_steps = math.inf  # no budget (RecursiveCheckpoint refuses this for adaptive methods)
+    elif max_steps != math.inf and (
+        isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1
+    ):
+        raise InvalidArgumentError(
+            "max_steps must be a positive integer, or None (or math.inf) for no budget; "
+            f"got {max_steps!r}"
         )
     if (t_eval is None) == (span is None):
         raise InvalidArgumentError("give exactly one of t_eval and span")
