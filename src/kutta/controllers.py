@@ -57,8 +57,9 @@ def weighted_error_norm(
 ) -> torch.Tensor:
     """``norm(error / (atol + rtol * max(|y0|, |y1|)))``: the one definition of a step's error size.
 
-    Also traced into the compiled explicit step (:mod:`kutta.solvers.compiled`), so it is written
-    out of place.
+    Also traced into the compiled explicit step (:mod:`kutta.solvers.compiled`). The in-place
+    operations act on a fresh intermediate only, so they are safe there and save two allocations
+    per step in eager mode.
 
     Example:
         >>> e = torch.tensor([1e-6, 0.0])
@@ -66,7 +67,7 @@ def weighted_error_norm(
         >>> float(weighted_error_norm(e, y, y, 1e-6, 0.0, rms_norm))  # doctest: +ELLIPSIS
         0.7071...
     """
-    return norm(error / (torch.maximum(y0.abs(), y1.abs()) * rtol + atol))
+    return norm(error / torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol))
 
 
 @dataclasses.dataclass
