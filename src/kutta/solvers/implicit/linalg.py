@@ -17,6 +17,7 @@ Block Jacobians of a row-independent ``g: (B, n) -> (B, n)`` cost ``n`` JVPs in 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -95,20 +96,27 @@ class ErrorScale:
         self.atol, self.rtol = atol, rtol
         self._cast: tuple | None = None
 
-    def blocks(self, y: torch.Tensor, layout: str) -> torch.Tensor:
+    def blocks(self, y: torch.Tensor, layout: str, magnitude: bool = False) -> torch.Tensor:
+        """The scale in block layout; ``magnitude``: ``y`` is already ``|y|``."""
         if self._cast is None or self._cast[0] != (y.dtype, y.device):
             finfo = torch.finfo(y.dtype)
             atol = torch.as_tensor(self.atol, dtype=y.dtype, device=y.device)
             rtol = torch.as_tensor(self.rtol, dtype=y.dtype, device=y.device)
-            self._cast = ((y.dtype, y.device), atol, rtol.clamp_min(16 * finfo.eps), finfo.tiny)
+            # A zero atol needs a floor against dividing by zero; a positive one is its own.
+            tiny = None if bool((atol > 0).all()) else finfo.tiny
+            self._cast = ((y.dtype, y.device), atol, rtol.clamp_min(16 * finfo.eps), tiny)
         _, atol, rtol, tiny = self._cast
-        scale = torch.addcmul(atol, rtol, y.abs()).clamp_min(tiny)
-        return to_blocks(scale.expand_as(y), layout)
+        scale = torch.addcmul(atol, rtol, y if magnitude else y.abs())
+        if tiny is not None:
+            scale = scale.clamp_min(tiny)
+        if scale.shape != y.shape:
+            scale = scale.expand_as(y)
+        return to_blocks(scale, layout)
 
 
 def rms(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Weighted RMS norm of each block: ``(B,)``."""
-    return (x / scale).square().mean(dim=1).sqrt()
+    return torch.linalg.vector_norm(x / scale, dim=1) * (1.0 / math.sqrt(x.shape[1]))
 
 
 def newton_matrix(jac: torch.Tensor, hg: Any) -> torch.Tensor:
@@ -117,11 +125,19 @@ def newton_matrix(jac: torch.Tensor, hg: Any) -> torch.Tensor:
     return eye - (hg.unsqueeze(-1) if isinstance(hg, torch.Tensor) else hg) * jac
 
 
-class Factorization:
-    """A batched LU factorization of ``(B, m, m)`` matrices, for repeated solves.
+#: Blocks up to this size are inverted explicitly: a solve is then one batched matrix-vector
+#: product, several times cheaper than a triangular solve pair for the tiny systems of stiff
+#: kinetics (where the dispatch of each kernel, not arithmetic, is the cost).
+INVERSE_MAX_SIZE = 16
 
-    ``ok`` marks the blocks whose matrix was invertible and finite; solves in the other blocks
-    are garbage that the caller must turn into a rejected step.
+
+class Factorization:
+    """A batched factorization of ``(B, m, m)`` matrices, for repeated solves.
+
+    Small blocks (``m <= INVERSE_MAX_SIZE``) keep the explicit inverse when ``inverse`` is
+    true, larger ones an LU factorization. ``ok`` marks the blocks whose matrix was invertible
+    and finite; solves in the other blocks are garbage that the caller must turn into a
+    rejected step. ``all_ok`` is the same as one host bool.
 
     Example:
         >>> lu = Factorization(2.0 * torch.eye(2).expand(3, 2, 2))
@@ -129,17 +145,27 @@ class Factorization:
         tensor([0.5000, 0.5000])
     """
 
-    def __init__(self, matrix: torch.Tensor):
-        self.lu, self.pivots, self._info = torch.linalg.lu_factor_ex(matrix)
+    def __init__(self, matrix: torch.Tensor, inverse: bool = True):
+        self._inverse = inverse and matrix.shape[-1] <= INVERSE_MAX_SIZE
+        if self._inverse:
+            self.factor, self._info = torch.linalg.inv_ex(matrix)
+        else:
+            self.factor, self.pivots, self._info = torch.linalg.lu_factor_ex(matrix)
 
     @functools.cached_property
     def ok(self) -> torch.Tensor:
         """``(B,)``: which blocks factored into finite, nonsingular factors."""
-        return (self._info == 0) & torch.isfinite(self.lu).all(dim=(1, 2))
+        return (self._info == 0) & torch.isfinite(self.factor).all(dim=(1, 2))
+
+    @functools.cached_property
+    def all_ok(self) -> bool:
+        return bool(self.ok.all())
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
         """``matrix^-1 rhs`` for ``rhs`` of shape ``(B, m)``."""
-        return torch.linalg.lu_solve(self.lu, self.pivots, rhs.unsqueeze(-1)).squeeze(-1)
+        if self._inverse:
+            return torch.bmm(self.factor, rhs.unsqueeze(-1)).squeeze(-1)
+        return torch.linalg.lu_solve(self.factor, self.pivots, rhs.unsqueeze(-1)).squeeze(-1)
 
 
 def check_layout(layout: str, jacobian: str) -> None:

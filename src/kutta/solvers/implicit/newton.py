@@ -32,6 +32,7 @@ class NewtonResult(NamedTuple):
     converged: torch.Tensor  # (B,) bool
     rate: torch.Tensor  # (B,) last observed contraction rate (0 if one iteration sufficed)
     iterations: int
+    all_converged: bool  # converged.all() on the host
 
 
 def newton(
@@ -46,9 +47,10 @@ def newton(
     """Solve ``z = phi(z)`` per block from ``z0``; ``solve(r, z)`` applies (an approximation of)
     ``(I - dphi/dz)^-1`` at the iterate ``z``.
 
-    ``eta`` (per block) is the factor ``rate / (1 - rate)`` expected from the previous solve;
-    with it a first correction that is already small enough ends the iteration (Hairer's
-    ``max(eta_old, eps)^0.8`` heuristic, Solving ODEs II, IV.8).
+    ``eta`` (per block) is the factor ``rate / (1 - rate)`` expected from the previous solve
+    (at most 1 is used); with it a first correction that is already small enough ends the
+    iteration (Hairer's ``max(eta_old, eps)^0.8`` heuristic, Solving ODEs II, IV.8, or CVODE's
+    remembered rate).
 
     Example:
         >>> phi = lambda z: 0.5 * torch.cos(z)
@@ -64,7 +66,7 @@ def newton(
         active = torch.ones(n_blocks, dtype=torch.bool, device=z.device)
         converged = torch.zeros_like(active)
         rate = torch.zeros(n_blocks, dtype=z.dtype, device=z.device)
-        first_eta = torch.ones_like(rate) if eta is None else eta.to(rate.dtype)
+        first_eta = torch.ones_like(rate) if eta is None else eta.to(rate.dtype).clamp(max=1)
         previous = None
         iterations = 0
         for iterations in range(1, max_iters + 1):  # noqa: B007 -- the count is returned
@@ -84,7 +86,8 @@ def newton(
             if not bool(active.any()):
                 break
             previous = size
-    return NewtonResult(z, converged, rate, iterations)
+        all_converged = bool(converged.all())
+    return NewtonResult(z, converged, rate, iterations, all_converged)
 
 
 def roundoff_floor(scale: torch.Tensor, magnitude: torch.Tensor, tol: float) -> torch.Tensor:
@@ -98,11 +101,13 @@ def roundoff_floor(scale: torch.Tensor, magnitude: torch.Tensor, tol: float) -> 
 def _newton_one_block(phi, z, solve, scale, tol, max_iters, eta) -> NewtonResult:
     """The same iteration for a single block, with the bookkeeping on host floats."""
     rate, previous, converged = 0.0, None, False
-    first_eta = 1.0 if eta is None else float(eta)
+    first_eta = 1.0 if eta is None else min(1.0, float(eta))
+    # Sizes are 2-norms of the scaled corrections: the RMS norm times sqrt(m), so is the test.
+    tol = tol * math.sqrt(z.shape[1])
     iterations = 0
     for iterations in range(1, max_iters + 1):  # noqa: B007 -- the count is returned
         dz = solve(phi(z) - z, z)
-        size = float(rms(dz, scale))
+        size = float(torch.linalg.vector_norm(dz / scale))
         if not math.isfinite(size):
             break
         z = z + dz
@@ -117,8 +122,8 @@ def _newton_one_block(phi, z, solve, scale, tol, max_iters, eta) -> NewtonResult
             converged = True
             break
         previous = size
-    flag = torch.tensor([converged], device=z.device)
-    return NewtonResult(z, flag, torch.tensor([rate], dtype=z.dtype, device=z.device), iterations)
+    flag = z.new_full((1,), converged, dtype=torch.bool)
+    return NewtonResult(z, flag, z.new_full((1,), rate), iterations, converged)
 
 
 class _ImplicitSolution(torch.autograd.Function):
