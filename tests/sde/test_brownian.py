@@ -8,6 +8,7 @@ from scipy import stats
 
 from kutta.errors import InvalidArgumentError
 from kutta.sde import BrownianInterval, BrownianPath, BrownianTree, ReverseBrownian
+from kutta.sde.loop import step_grid
 
 N = 4000  # samples per query: KS and correlation tests below have power well beyond their thresholds
 
@@ -208,3 +209,28 @@ def test_sequential_queries_out_of_order_fall_back_to_plain_queries():
     assert torch.equal(sequential(0.0, 0.25), plain(0.0, 0.25))
     with pytest.raises(InvalidArgumentError, match="return_U"):
         sequential(0.25, 0.5, return_U=True)
+
+
+@pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())
+@pytest.mark.parametrize(("levy", "dt"), [("none", None), ("space-time", 0.01)])
+@pytest.mark.parametrize("backward", ["negated grid", "dt steps"])
+def test_reversed_sequential_queries_equal_plain_queries_bitwise(grid, levy, dt, backward):
+    """ReverseBrownian.sequential walks the tree backwards in time, as a backward solve does after
+    a forward one: over the negated grid, or over steps of dt from the end (the adjoint's grid,
+    whose points differ from the forward ones by round-off, or fall between them)."""
+    plain, fast = _fresh(levy, dt), _fresh(levy, dt)
+    for bm in (plain, fast):  # the forward solve's queries, then the backward one's
+        forward = bm.sequential(grid)
+        for ta, tb in zip(grid, grid[1:]):
+            forward(ta, tb)
+    if backward == "negated grid":
+        backward_grid = [-t for t in reversed(grid)]
+    else:
+        backward_grid = step_grid([-grid[-1], -grid[0]], 0.01)[0]
+    plain, sequential = ReverseBrownian(plain), ReverseBrownian(fast).sequential(backward_grid)
+    flags = {"return_U": levy != "none"}
+    for ta, tb in zip(backward_grid, backward_grid[1:]):
+        expected, got = plain(ta, tb, **flags), sequential(ta, tb, **flags)
+        for e, g in zip(expected, got) if isinstance(expected, tuple) else [(expected, got)]:
+            assert torch.equal(e, g)
+    assert torch.equal(fast(0.0, 0.57), plain.base_brownian(0.0, 0.57))

@@ -172,7 +172,7 @@ class _AdjointSDE:
         else:
             eye = torch.eye(g.shape[-1], dtype=y.dtype, device=y.device).expand(g.shape[0], -1, -1)
             correction = self.view.lie_area_term(t, y, eye, g_at_y=g)
-        return f - 0.5 * correction, g_v
+        return torch.sub(f, correction, alpha=0.5), g_v  # f - 0.5 * correction, one op
 
     def f_and_g_prod(self, s, state, v):
         t = -s
@@ -225,7 +225,8 @@ class _AdjointMidpoint(Midpoint):
     def step(self, t0, t1, y, extra):
         h = t1 - t0
         dw = self.bm(t0, t1)
-        y_mid = y + 0.5 * self.sde.increment(self.time(t0, y), y, h, dw, with_params=False)
+        half_step = self.sde.increment(self.time(t0, y), y, h, dw, with_params=False)
+        y_mid = torch.add(y, half_step, alpha=0.5)  # y + 0.5 * half_step, one op
         return y + self.sde.increment(self.time(t0 + 0.5 * h, y), y_mid, h, dw), extra
 
 

@@ -345,47 +345,53 @@ class BrownianInterval(BaseBrownian):
             >>> torch.equal(grid_bm(0.0, 0.25), BrownianInterval(0.0, 1.0, size=(4, 2), entropy=0)(0.0, 0.25))
             True
         """
-        return _SequentialBrownian(self, times)
+        return _SequentialBrownian(self, times, self, times)
 
-    def _grid_values(self, times: list[float]):
-        """(ta, tb, W, H, A) for each consecutive interval [ta, tb] of ``times`` (snapped to the
-        tree as queries snap them), in order, with the values queries give.
+    def _grid_values(self, points: list[float]):
+        """(ta, tb, W, H, A) for the intervals between consecutive ``points`` (increasing, or
+        decreasing for a solve backwards in time) in that order: [ta, tb] snapped to the tree and
+        the values as queries give them, and the tree split as those queries would split it.
 
-        A depth-first walk: ``pending`` holds the tree intervals right of those used so far, the
-        leftmost last; one straddling the current query interval is replaced by its children.
-        So each tree interval's values are sampled once, and found without a search from the root.
+        A depth-first walk: ``pending`` holds the tree intervals not reached yet, the next one
+        last; one straddling the current query interval is replaced by its children. So each
+        tree interval's values are sampled at most once, and none is searched from the root.
         """
-        root = self._root
-        pending = [(root, root.w, root.h)]
-        ta = self._check_time("ta", times[0])
-        for t_next in times[1:]:
-            tb = self._check_time("tb", t_next)
+        backwards = len(points) > 1 and points[1] < points[0]
+        pending = [(self._root, self._root.w, self._root.h)]
+        last = self._check_time("t", points[0])
+        for point in points[1:]:
+            new = self._check_time("t", point)
+            ta, tb = (new, last) if backwards else (last, new)
+            if ta != tb:  # as in __call__: equal times need no point in the tree
+                ta, tb = self._ensure_point(ta), self._ensure_point(tb)
             if ta == tb:
                 yield (ta, tb, *self._zeros())
-                continue
-            ta, tb = self._ensure_point(ta), self._ensure_point(tb)
-            if ta == tb:  # both snapped to one point
-                yield (ta, tb, *self._zeros())
-                ta = tb
-                continue
-            pieces = []
-            while True:
-                node, w, h = pending.pop()
-                if node.end <= ta:
-                    continue  # left of the queries
-                if node.start >= tb:
-                    pending.append((node, w, h))  # the next query's
+            else:
+                pieces = self._next_pieces(pending, ta, tb, backwards)
+                yield (ta, tb, *self._combine_pieces(pieces))
+            last = ta if backwards else tb
+
+    def _next_pieces(self, pending: list, ta: float, tb: float, backwards: bool) -> list:
+        """The tree intervals covering [ta, tb], in time order, taken from ``pending``."""
+        pieces = []
+        while True:
+            node, w, h = pending.pop()
+            if (node.start >= tb) if backwards else (node.end <= ta):
+                continue  # passed: before the first query
+            if (node.end <= ta) if backwards else (node.start >= tb):
+                pending.append((node, w, h))  # the next query's
+                break
+            if ta <= node.start and node.end <= tb:
+                pieces.append((node, w, h))
+                if (node.start == ta) if backwards else (node.end == tb):
                     break
-                if ta <= node.start and node.end <= tb:
-                    pieces.append((node, w, h))
-                    if node.end == tb:
-                        break
-                    continue
-                w_l, h_l, w_r, h_r = self._children_values(node, w, h)
-                pending.append((node.right, w_r, h_r))
-                pending.append((node.left, w_l, h_l))
-            yield (ta, tb, *self._combine_pieces(pieces))
-            ta = tb
+                continue
+            w_l, h_l, w_r, h_r = self._children_values(node, w, h)
+            left, right = (node.left, w_l, h_l), (node.right, w_r, h_r)
+            pending.extend((left, right) if backwards else (right, left))
+        if backwards:
+            pieces.reverse()
+        return pieces
 
     def _zeros(self):
         w = torch.zeros(self._size, dtype=self._dtype, device=self._device)
@@ -655,35 +661,38 @@ def _answer(ta: float, tb: float, w, h, a, return_U: bool, return_A: bool):
 
 
 class _SequentialBrownian(BaseBrownian):
-    """A BrownianInterval whose queries of consecutive grid intervals, in order, come from its
-    one-pass walk (:meth:`BrownianInterval.sequential`); any other query goes to the motion."""
+    """``motion`` (a BrownianInterval, or one reversed in time) whose queries of the consecutive
+    intervals of ``times``, in order, come from a walk of ``interval`` over ``points`` (the same
+    times in the interval's own time); any other query goes to ``motion``."""
 
-    def __init__(self, base: BrownianInterval, times: list[float]):
-        self.base = base
-        self._times = times
+    def __init__(self, motion: BaseBrownian, times: list[float], interval, points: list[float]):
+        self.motion, self._times, self._interval = motion, times, interval
         self._next = 0  # the index of the next grid interval's start
-        self._walk = base._grid_values(times)
+        self._walk = interval._grid_values(points)
 
     def __call__(self, ta, tb=None, return_U: bool = False, return_A: bool = False):
-        k, base = self._next, self.base
+        k, interval = self._next, self._interval
         if (
             tb is not None
             and k + 1 < len(self._times)
             and ta == self._times[k]
             and tb == self._times[k + 1]
-            and (base._have_h or not return_U)
-            and (base._have_a or not return_A)
+            and (interval._have_h or not return_U)
+            and (interval._have_a or not return_A)
         ):
             self._next = k + 1
             return _answer(*next(self._walk), return_U, return_A)
-        return base(ta, tb, return_U=return_U, return_A=return_A)
+        return self.motion(ta, tb, return_U=return_U, return_A=return_A)
 
-    shape = property(lambda self: self.base.shape)
-    dtype = property(lambda self: self.base.dtype)
-    device = property(lambda self: self.base.device)
-    levy_area_approximation = property(lambda self: self.base.levy_area_approximation)
-    t0 = property(lambda self: self.base.t0)
-    t1 = property(lambda self: self.base.t1)
+    def sequential(self, times: list[float]) -> BaseBrownian:
+        return self.motion.sequential(times)
+
+    shape = property(lambda self: self.motion.shape)
+    dtype = property(lambda self: self.motion.dtype)
+    device = property(lambda self: self.motion.device)
+    levy_area_approximation = property(lambda self: self.motion.levy_area_approximation)
+    t0 = property(lambda self: self.motion.t0)
+    t1 = property(lambda self: self.motion.t1)
 
 
 class BrownianPath(BaseBrownian):
@@ -857,6 +866,14 @@ class ReverseBrownian(BaseBrownian):
 
     def __call__(self, ta, tb=None, return_U: bool = False, return_A: bool = False):
         return self.base_brownian(-tb, -ta, return_U=return_U, return_A=return_A)
+
+    def sequential(self, times: list[float]) -> BaseBrownian:
+        """Faster queries of consecutive intervals of ``times``, as for a BrownianInterval (whose
+        walk then runs backwards in its own time)."""
+        base = self.base_brownian
+        if not isinstance(base, BrownianInterval):
+            return self
+        return _SequentialBrownian(self, times, base, [-t for t in times])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_brownian={self.base_brownian!r})"
