@@ -234,3 +234,14 @@ def test_reversed_sequential_queries_equal_plain_queries_bitwise(grid, levy, dt,
         for e, g in zip(expected, got) if isinstance(expected, tuple) else [(expected, got)]:
             assert torch.equal(e, g)
     assert torch.equal(fast(0.0, 0.57), plain.base_brownian(0.0, 0.57))
+
+
+@pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())
+def test_sequential_queries_backwards_in_forward_time_equal_plain_queries(grid):
+    """bm.sequential(decreasing times) answers bm(t_k, t_k+1) for k going down (the reversible
+    Heun adjoint's backward pass) as plain queries do."""
+    plain, fast = _fresh("space-time", 0.01), _fresh("space-time", 0.01)
+    sequential = fast.sequential(grid[::-1])
+    for ta, tb in reversed(list(zip(grid, grid[1:]))):
+        for e, g in zip(plain(ta, tb, return_U=True), sequential(ta, tb, return_U=True)):
+            assert torch.equal(e, g)

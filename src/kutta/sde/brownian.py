@@ -335,9 +335,10 @@ class BrownianInterval(BaseBrownian):
 
     def sequential(self, times: list[float]) -> BaseBrownian:
         """This motion, answering queries of the consecutive intervals of ``times`` (increasing
-        floats, e.g. a fixed-step solve's grid) from one pass over the tree instead of a search
-        from the root per query. Values, and the tree's splits, are those of plain queries in
-        that order; other queries are passed on to this motion.
+        floats, e.g. a fixed-step solve's grid; or decreasing, for queries bm(t_k+1, t_k) going
+        backwards) from one pass over the tree instead of a search from the root per query.
+        Values, and the tree's splits, are those of plain queries in that order; other queries
+        are passed on to this motion.
 
         Example:
             >>> bm = BrownianInterval(0.0, 1.0, size=(4, 2), entropy=0)
@@ -652,6 +653,17 @@ class BrownianInterval(BaseBrownian):
         return area + std * noise
 
 
+def sequential_queries(bm: Any, times: list[float]) -> Any:
+    """``bm.sequential(times)`` (see :meth:`BrownianInterval.sequential`); a Brownian motion of
+    another library (say torchsde's) as it is.
+
+    Example:
+        >>> bm = sequential_queries(BrownianInterval(0.0, 1.0, size=(2,)), [0.0, 0.5, 1.0])
+    """
+    sequential = getattr(bm, "sequential", None)
+    return bm if sequential is None else sequential(times)
+
+
 def _answer(ta: float, tb: float, w, h, a, return_U: bool, return_A: bool):
     """A query's return value: W, with U = ∫(W_s - W_ta) ds over [ta, tb] and/or the area A."""
     if return_U:
@@ -666,17 +678,17 @@ class _SequentialBrownian(BaseBrownian):
     times in the interval's own time); any other query goes to ``motion``."""
 
     def __init__(self, motion: BaseBrownian, times: list[float], interval, points: list[float]):
-        self.motion, self._times, self._interval = motion, times, interval
-        self._next = 0  # the index of the next grid interval's start
+        self.motion, self._interval = motion, interval
+        self._queries = [(min(a, b), max(a, b)) for a, b in zip(times, times[1:])]
+        self._next = 0  # the index of the next query
         self._walk = interval._grid_values(points)
 
     def __call__(self, ta, tb=None, return_U: bool = False, return_A: bool = False):
         k, interval = self._next, self._interval
         if (
             tb is not None
-            and k + 1 < len(self._times)
-            and ta == self._times[k]
-            and tb == self._times[k + 1]
+            and k < len(self._queries)
+            and (ta, tb) == self._queries[k]
             and (interval._have_h or not return_U)
             and (interval._have_a or not return_A)
         ):

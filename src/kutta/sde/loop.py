@@ -28,6 +28,7 @@ from kutta._inputs import Counter
 from kutta.controllers import ConstantController, Controller
 from kutta.errors import SolverError
 from kutta.loop import LoopConfig, integrate_shared
+from kutta.sde.brownian import sequential_queries
 from kutta.solvers.base import Method, StepResult
 from kutta.status import Status
 
@@ -62,10 +63,7 @@ class SDEStep(Method):
         self.final_state: Any = extra0
 
     def init(self, f, t0, y0):
-        # A user's own Brownian motion (say torchsde's) has no faster sequential queries.
-        sequential = getattr(self.bm, "sequential", None)
-        use_grid = self.grid is not None and sequential is not None
-        self.stepper.bm = sequential(self.grid) if use_grid else self.bm
+        self.stepper.bm = self.bm if self.grid is None else sequential_queries(self.bm, self.grid)
         self.final_state = self.stepper.init(t0, y0) if self.extra0 is None else self.extra0
         return self.final_state
 
