@@ -110,6 +110,9 @@ class BaseBrownian(abc.ABC):
 
         The values are those of plain queries; subclasses answer such queries faster (here: no
         faster path, the motion itself).
+
+        Example:
+            >>> bm = BrownianTree(0.0, torch.zeros(2), t1=1.0).sequential([0.0, 0.5, 1.0])
         """
         return self
 
@@ -881,7 +884,12 @@ class ReverseBrownian(BaseBrownian):
 
     def sequential(self, times: list[float]) -> BaseBrownian:
         """Faster queries of consecutive intervals of ``times``, as for a BrownianInterval (whose
-        walk then runs backwards in its own time)."""
+        walk then runs backwards in its own time).
+
+        Example:
+            >>> reverse = ReverseBrownian(BrownianInterval(0.0, 1.0, size=(2,)))
+            >>> dw = reverse.sequential([-1.0, -0.5, 0.0])(-1.0, -0.5)
+        """
         base = self.base_brownian
         if not isinstance(base, BrownianInterval):
             return self
