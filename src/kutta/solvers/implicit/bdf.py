@@ -312,14 +312,13 @@ class BDF(ImplicitMethod):
         # correction that is small by the rate those steps saw ends the iteration. A new matrix
         # starts again from rate 1 (no memory).
         crate = torch.ones_like(crate) if new_matrix else crate
-        res = newton(
-            phi, torch.zeros_like(y_pred), solve, floor, self.newton_tol, self.max_iters, crate
-        )
+        res = newton(phi, None, solve, floor, self.newton_tol, self.max_iters, crate)
         self.stats["n_newton_iters"] += res.iterations
         d = with_implicit_gradient(phi, phi_detached, res.z, self.jacobian, self.krylov_dim)
         converged = res.converged if ok is None or all_ok else res.converged & ok
         # The rate is 0 where one iteration sufficed: nothing new was learnt there.
-        crate = torch.where(res.rate > 0, torch.maximum(0.3 * crate, res.rate), crate)
+        if res.iterations > 1:
+            crate = torch.where(res.rate > 0, torch.maximum(0.3 * crate, res.rate), crate)
         return _Attempt(d, y_pred + d, converged, res.all_converged and all_ok, res.rate, crate)
 
     def _factorization(self, jac: torch.Tensor, c: torch.Tensor) -> tuple[Factorization, bool]:

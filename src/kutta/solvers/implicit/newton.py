@@ -44,8 +44,8 @@ def newton(
     max_iters: int,
     eta: torch.Tensor | None = None,
 ) -> NewtonResult:
-    """Solve ``z = phi(z)`` per block from ``z0``; ``solve(r, z)`` applies (an approximation of)
-    ``(I - dphi/dz)^-1`` at the iterate ``z``.
+    """Solve ``z = phi(z)`` per block from ``z0`` (None: from zero); ``solve(r, z)`` applies (an
+    approximation of) ``(I - dphi/dz)^-1`` at the iterate ``z``.
 
     ``eta`` (per block) is the factor ``rate / (1 - rate)`` expected from the previous solve
     (at most 1 is used); with it a first correction that is already small enough ends the
@@ -59,9 +59,9 @@ def newton(
         (True, 0.450184)
     """
     with torch.no_grad():
-        if z0.shape[0] == 1:
+        if scale.shape[0] == 1:
             return _newton_one_block(phi, z0, solve, scale, tol, max_iters, eta)
-        z = z0
+        z = torch.zeros_like(scale) if z0 is None else z0
         n_blocks = z.shape[0]
         active = torch.ones(n_blocks, dtype=torch.bool, device=z.device)
         converged = torch.zeros_like(active)
@@ -100,17 +100,21 @@ def roundoff_floor(scale: torch.Tensor, magnitude: torch.Tensor, tol: float) -> 
 
 def _newton_one_block(phi, z, solve, scale, tol, max_iters, eta) -> NewtonResult:
     """The same iteration for a single block, with the bookkeeping on host floats."""
+    from_zero = z is None
+    if from_zero:  # the first iteration needs no z arithmetic
+        z = torch.zeros_like(scale)
     rate, previous, converged = 0.0, None, False
     first_eta = 1.0 if eta is None else min(1.0, float(eta))
     # Sizes are 2-norms of the scaled corrections: the RMS norm times sqrt(m), so is the test.
     tol = tol * math.sqrt(z.shape[1])
     iterations = 0
     for iterations in range(1, max_iters + 1):  # noqa: B007 -- the count is returned
-        dz = solve(phi(z) - z, z)
+        at_zero = from_zero and iterations == 1
+        dz = solve(phi(z) if at_zero else phi(z) - z, z)
         size = float(torch.linalg.vector_norm(dz / scale))
         if not math.isfinite(size):
             break
-        z = z + dz
+        z = dz if at_zero else z + dz
         if previous is None:
             estimate = first_eta * size
         else:
