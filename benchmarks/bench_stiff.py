@@ -5,8 +5,9 @@ Part ``problems``: ROBER (to t = 1e11), HIRES, OREGO and VDPOL (mu = 1000) from 
 all at rtol = 1e-8 with per-component atol = min(1e-10, 1e-10 * |y_ref|) (ROBER's y1 and y2
 end near 2e-8 and 8e-14, so a flat atol would leave them uncontrolled). float64, one thread.
 Reported per problem and solver: significant correct digits (scd = -log10 max relative error at
-the end point), NFE, Jacobian evaluations, LU factorizations, steps, and wall and CPU time
-(medians of round-robin repeats). scipy gets a numpy vector field and its own finite-difference
+the end point), NFE, Jacobian evaluations, LU factorizations, steps, wall and CPU time (medians
+of round-robin repeats), CPU time per step, and CPU time relative to scipy's BDF (issue 4's
+target: kutta's fastest method at most 1). scipy gets a numpy vector field and its own finite-difference
 Jacobians; kutta gets a torch vector field and autograd Jacobians (kutta's NFE include the one
 evaluation each autograd Jacobian makes; scipy's include its finite-difference evaluations).
 Rosenbrock methods are told the problems are autonomous (``autonomous=True``), which spares them
@@ -229,6 +230,8 @@ def part_problems(names, repeats: int) -> list[dict]:
                     **counts,
                     "wall_s": timings[label].wall,
                     "cpu_s": timings[label].cpu,
+                    "cpu_us_per_step": 1e6 * timings[label].cpu / max(counts["steps"], 1),
+                    "cpu_vs_scipy_bdf": timings[label].cpu / timings["scipy BDF"].cpu,
                 }
             )
     return rows
@@ -331,6 +334,7 @@ def main(argv: list[str] | None = None) -> dict:
         results["problems"] = rows
         print(f"\nIVP Test Set problems at rtol {RTOL:g} (medians of {repeats} interleaved runs)")
         headers = ["problem", "solver", "scd", "NFE", "Jac", "LU", "steps", "wall [s]", "cpu [s]"]
+        headers += ["cpu/step [us]", "cpu / scipy BDF"]
         print(
             table(
                 headers,
@@ -345,6 +349,8 @@ def main(argv: list[str] | None = None) -> dict:
                         r["steps"],
                         r["wall_s"],
                         r["cpu_s"],
+                        r["cpu_us_per_step"],
+                        r["cpu_vs_scipy_bdf"],
                     ]
                     for r in rows
                 ],
