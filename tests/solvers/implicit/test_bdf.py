@@ -8,7 +8,13 @@ import torch
 import kutta
 from kutta.controllers import PIController
 from kutta.solvers.implicit import IMPLICIT_METHODS
-from kutta.solvers.implicit.bdf import _rescale_matrix
+from kutta.solvers.implicit.bdf import (
+    _PRED_PSI_COLUMNS,
+    _ROWS,
+    _STEP_COLUMNS,
+    _coefficients,
+    _rescale_matrix,
+)
 
 
 def test_first_order_bdf_is_implicit_euler(kit):
@@ -148,3 +154,34 @@ def test_invalid_max_order_is_a_clear_error():
 
     with pytest.raises(InvalidArgumentError, match="max_order"):
         IMPLICIT_METHODS["bdf"](max_order=7)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_order_tables_apply_the_difference_update_and_error_estimates(k):
+    # The tables hold, per order, what scipy's BDF does step by step: y_pred = sum_{j<=k} D[j],
+    # psi = sum_{1<=j<=k} gamma_j D[j] / alpha_k; then D[k+2] = d - D[k+1], D[k+1] = d,
+    # D[i] += D[i+1] for i = k..0; error estimates error_const_j * (D[k], d, D[k+2]) for
+    # orders j = k - 1, k, k + 1.
+    m = IMPLICIT_METHODS["bdf"]().bind(torch.float64, torch.device("cpu"))
+    gamma, alpha, error_const = _coefficients(ndf=False)
+    gen = torch.Generator().manual_seed(k)
+    D = torch.randn(_ROWS, 3, dtype=torch.float64, generator=gen)
+    d = torch.randn(3, dtype=torch.float64, generator=gen)
+    row = m._tables[k]
+
+    pred, minus_psi = row[_PRED_PSI_COLUMNS].view(2, _ROWS) @ D
+    torch.testing.assert_close(pred, D[: k + 1].sum(0))
+    psi = sum(gamma[j] * D[j] for j in range(1, k + 1)) / alpha[k]
+    torch.testing.assert_close(minus_psi, -psi)
+
+    stepped = row[_STEP_COLUMNS].view(_ROWS + 3, _ROWS + 1) @ torch.cat([D, d[None]])
+    expected = D.clone()
+    expected[k + 2] = d - D[k + 1]
+    expected[k + 1] = d
+    for i in reversed(range(k + 1)):
+        expected[i] += expected[i + 1]
+    torch.testing.assert_close(stepped[:_ROWS], expected)
+    torch.testing.assert_close(stepped[_ROWS], error_const[k - 1] * expected[k])
+    torch.testing.assert_close(stepped[_ROWS + 1], error_const[k] * d)
+    up = error_const[k + 1] * expected[k + 2] if k < 5 else torch.zeros(3, dtype=torch.float64)
+    torch.testing.assert_close(stepped[_ROWS + 2], up)
