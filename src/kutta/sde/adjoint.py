@@ -62,7 +62,7 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
         with torch.no_grad():
             z = y0
             t = times[0]
-            f, g = view.f_and_g(torch.tensor(t, dtype=y0.dtype, device=y0.device), y0)
+            f, g = view.f_and_g(torch.scalar_tensor(t, dtype=y0.dtype, device=y0.device), y0)
             y = y0
             outputs = [y0]
             output_steps = set(out_steps)
@@ -70,11 +70,13 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
                 t0, t1 = times[n], times[n + 1]
                 h = t1 - t0
                 dw = bm(t0, t1)
-                z_next = 2 * y - z + h * f + view.prod(g, dw)
+                # Halving and doubling are exact, so the fused forms below round as the plain
+                # ones (2 y - z, ... + 0.5 prod(...)) do.
+                z_next = torch.add(y, y).sub_(z).add_(h * f).add_(view.prod(g, dw))
                 f_next, g_next = view.f_and_g(
-                    torch.tensor(t1, dtype=y0.dtype, device=y0.device), z_next
+                    torch.scalar_tensor(t1, dtype=y0.dtype, device=y0.device), z_next
                 )
-                y = y + (0.5 * h) * (f + f_next) + 0.5 * view.prod(g + g_next, dw)
+                y = torch.add(y + (0.5 * h) * (f + f_next), view.prod(g + g_next, dw), alpha=0.5)
                 z, f, g = z_next, f_next, g_next
                 if n + 1 in output_steps:
                     outputs.append(y)
@@ -94,7 +96,9 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
         def evaluate(t, state):
             leaf = state.detach().requires_grad_(True)
             with torch.enable_grad():
-                f_val, g_val = view.f_and_g(torch.tensor(t, dtype=dtype, device=device), leaf)
+                f_val, g_val = view.f_and_g(
+                    torch.scalar_tensor(t, dtype=dtype, device=device), leaf
+                )
             return leaf, f_val, g_val
 
         n_last = len(times) - 1
@@ -122,17 +126,19 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
             adj_g = adj_g + _prod_transpose(view, 0.5 * adj_y, g, dw)
             adj_z = adj_z + push(z_leaf, f, g, adj_f, adj_g)
             # Undo the step: z_n from (y, z, f, g)_{n+1}, then f_n, g_n, then y_n.
+            # (Fused forms with exact halving and doubling: the plain forms' rounding.)
             with torch.no_grad():
-                z_prev = 2 * y - z_leaf.detach() - h * f.detach() - view.prod(g.detach(), dw)
+                z_prev = torch.add(y, y).sub_(z_leaf.detach())
+                z_prev.sub_(h * f.detach()).sub_(view.prod(g.detach(), dw))
             z_leaf_prev, f_prev, g_prev = evaluate(t0, z_prev)
             with torch.no_grad():
-                y = y - (0.5 * h) * (f_prev + f) - 0.5 * view.prod(g_prev + g, dw)
+                y = torch.sub(y - (0.5 * h) * (f_prev + f), view.prod(g_prev + g, dw), alpha=0.5)
             # Cotangents of (y, z, f, g)_n through z_{n+1} = 2 y_n - z_n + h f_n + prod(g_n, dw)
             # and the remaining ½ h f_n + ½ prod(g_n, dw) of y_{n+1}.
-            combined = adj_z + 0.5 * adj_y
+            combined = torch.add(adj_z, adj_y, alpha=0.5)
             adj_f = h * combined
             adj_g = _prod_transpose(view, combined, g_prev, dw)
-            adj_y = adj_y + 2 * adj_z
+            adj_y = torch.add(adj_y, adj_z, alpha=2)
             adj_z = -adj_z
             if n in out_index and n != 0:
                 adj_y = adj_y + grad_ys[out_index[n]]
