@@ -390,6 +390,11 @@ class BrownianInterval(BaseBrownian):
                 if (node.start == ta) if backwards else (node.end == tb):
                     break
                 continue
+            if node is not self._root:
+                # On the path to later queries (a backward solve's, say): cache it as
+                # _lowest_common_node does, so they need not sample it again.
+                node.w, node.h = w, h
+                self._promote(node)
             w_l, h_l, w_r, h_r = self._children_values(node, w, h)
             left, right = (node.left, w_l, h_l), (node.right, w_r, h_r)
             pending.extend((left, right) if backwards else (right, left))
