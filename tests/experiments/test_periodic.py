@@ -66,7 +66,9 @@ def _tiny_task(**solver):
     config = PeriodicConfig(data=PeriodicData(num_series=4, num_points=12, observed=6))
     config.model = PeriodicModel(latent_dim=2, encoder_hidden=4, dynamics_hidden=4, rnn_hidden=4)
     if solver:
+        # one solver throughout, the latent ODE's included
         config.solver = SolverConfig(**solver)
+        config.model.latent_method = ""
     return PeriodicTask(config, torch.device("cpu"), torch.float64)
 
 
@@ -106,3 +108,35 @@ def test_latent_encoder_on_observed_points_equals_the_masked_grid():
     assert compact.t0.tolist() == [0.0] * 4 and masked.t0.tolist() == [0.0] * 4
     torch.testing.assert_close(compact.mean, masked.mean, rtol=1e-7, atol=1e-8)
     torch.testing.assert_close(compact.std, masked.std, rtol=1e-7, atol=1e-8)
+
+
+def test_extrapolating_latent_ode_starts_at_the_first_target_and_reads_only_the_first_half():
+    # As in Rubanova et al.'s code, the latent ODE starts at the first time to predict (the
+    # start of the second half); the encoder reads the first half only, so values in the
+    # second half cannot change the predictions.
+    task = _tiny_task()
+    rows = torch.arange(4)
+    seen = task.masks["extrapolation"][0]
+    name = "extrapolation_latent"
+    assert task.latent_start == {"interpolation": 0, "extrapolation": 6}
+    posterior = task.model[name].encode(task.observed_points(rows, seen))
+    assert torch.equal(posterior.t0, task.t[6].expand(4))
+    before = task.predict(task.model, name, rows, seen)
+    assert bool(before[:, :6].isnan().all()) and bool(before[:, 6:].isfinite().all())
+    task.y[:, 6:] += 1.0
+    after = task.predict(task.model, name, rows, seen)
+    task.y[:, 6:] -= 1.0
+    torch.testing.assert_close(before[:, 6:], after[:, 6:], rtol=0, atol=0)
+
+
+def test_latent_ode_can_start_at_time_zero_in_extrapolation():
+    config = PeriodicConfig(data=PeriodicData(num_series=4, num_points=12, observed=6))
+    config.model = PeriodicModel(
+        latent_dim=2, encoder_hidden=4, dynamics_hidden=4, rnn_hidden=4, z0_at_first_target=False
+    )
+    task = PeriodicTask(config, torch.device("cpu"), torch.float64)
+    assert task.latent_start["extrapolation"] == 0
+    prediction = task.predict(
+        task.model, "extrapolation_latent", torch.arange(4), task.masks["extrapolation"][0]
+    )
+    assert bool(prediction.isfinite().all())

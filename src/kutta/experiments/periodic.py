@@ -9,8 +9,14 @@ Tasks: *interpolation* observes a random 50 of each series' 100 points (differen
 series) and predicts all 100; *extrapolation* observes the first 50 and predicts the last 50.
 Each observed batch is the full grid with a mask, so every model walks the same grid:
 
-* ``latent``: :class:`kutta.models.LatentODE` (ODE-RNN encoder run backwards, ELBO loss);
-  predictions decode the posterior mean.
+* ``latent``: :class:`kutta.models.LatentODE` (ODE-RNN encoder run backwards over the
+  observed points, ELBO loss); predictions decode the posterior mean. As in Rubanova et al.'s
+  code, the latent ODE starts at the first time to predict: t = 0 in interpolation, the start
+  of the second half in extrapolation (the encoder's state is carried there by its own ODE;
+  earlier times get no Latent ODE prediction, NaN). Starting at t = 0 instead would make the
+  latent ODE integrate through the observed half, with no loss there, before the first
+  target: a horizon twice the ODE-RNN's, slower to train and less accurate
+  (``model.z0_at_first_target=false``).
 * ``odernn``: :class:`kutta.models.ODERNN`; the prediction at each time reads out the state
   evolved there *before* that time's update (:meth:`~kutta.models.ODERNN.predict`).
 * ``gru``: :class:`kutta.models.GRUDelta`, a GRU stepping through the grid with inputs
@@ -38,7 +44,7 @@ from kutta.data import IrregularBatch
 from kutta.errors import InvalidArgumentError, UnknownNameError
 from kutta.experiments.base import Experiment
 from kutta.experiments.registry import register
-from kutta.models import ODERNN, AutonomousMLP, GRUDelta, LatentODE
+from kutta.models import ODERNN, AutonomousMLP, GRUDelta, LatentODE, SolverOptions
 from kutta.train.config import SolverConfig, TrainConfig
 from kutta.train.trainer import StepOutput
 
@@ -88,6 +94,13 @@ class PeriodicModel:
     obs_std: float = 0.01
     #: hidden size of the ODE-RNN and of the GRU baseline
     rnn_hidden: int = 20
+    #: start the latent ODE at the first time to predict (Rubanova et al.'s code), not at t = 0
+    z0_at_first_target: bool = True
+    #: the latent ODE's solver, Rubanova et al.'s decoder's; the encoders and the ODE-RNN use
+    #: ``solver``, which steps once per interval of the grid. "" uses ``solver`` throughout.
+    latent_method: str = "dopri5"
+    latent_rtol: float = 1e-3
+    latent_atol: float = 1e-4
 
 
 def _default_solver() -> SolverConfig:
@@ -171,11 +184,15 @@ class PeriodicTask:
         self.modes = MODES if data.mode == "both" else (data.mode,)
         generator = torch.Generator().manual_seed(config.train.seed + 1)
         self.masks: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        #: grid index where each mode's latent ODE starts (every series shares its targets)
+        self.latent_start: dict[str, int] = {}
         for mode in self.modes:
             seen, target = observation_masks(
                 mode, data.num_series, data.num_points, data.observed, generator
             )
             self.masks[mode] = (seen.to(device), target.to(device))
+            first_target = int(target.any(0).nonzero()[0])
+            self.latent_start[mode] = first_target if m.z0_at_first_target else 0
         self.t = t.to(device=device, dtype=dtype)
         self.y = y.to(device=device, dtype=dtype)
         kwargs = config.solver.odeint_kwargs()
@@ -186,6 +203,11 @@ class PeriodicTask:
             options=kwargs["options"],
             gradient=config.solver.gradient,
         )
+        latent_solver = None
+        if m.latent_method:
+            latent_solver = SolverOptions(
+                m.latent_method, m.latent_rtol, m.latent_atol, gradient=config.solver.gradient
+            )
         models: dict[str, nn.Module] = {}
         for mode in self.modes:
             models[f"{mode}_latent"] = LatentODE(
@@ -195,8 +217,9 @@ class PeriodicTask:
                 m.decoder_hidden,
                 dynamics=AutonomousMLP(m.latent_dim, (m.dynamics_hidden,)),
                 obs_std=m.obs_std,
-                # z0 at the grid's first time for every series, as Rubanova et al.
-                z0_time=float(t[0]),
+                # z0 at a time common to all series, as Rubanova et al.
+                z0_time=float(t[self.latent_start[mode]]),
+                latent_solver=latent_solver,
                 **solver,
             )
             models[f"{mode}_odernn"] = ODERNN(1, m.rnn_hidden, output_channels=1, **solver)
@@ -215,12 +238,13 @@ class PeriodicTask:
     def nfe(self) -> int:
         return self._calls
 
-    def batch(self, rows: torch.Tensor, mask: torch.Tensor) -> IrregularBatch:
-        """Series ``rows`` on the full grid, observed where ``mask`` (N, T) is True."""
-        values = self.y[rows]
-        mask = mask[rows].unsqueeze(-1)
-        times = self.t.expand(len(rows), -1)
-        lengths = torch.full((len(rows),), len(self.t), dtype=torch.long, device=values.device)
+    def batch(self, rows: torch.Tensor, mask: torch.Tensor, start: int = 0) -> IrregularBatch:
+        """Series ``rows`` on the grid from index ``start`` on, observed where ``mask`` (N, T)
+        is True."""
+        values = self.y[rows, start:]
+        mask = mask[rows, start:].unsqueeze(-1)
+        times = self.t[start:].expand(len(rows), -1)
+        lengths = torch.full((len(rows),), len(times[0]), dtype=torch.long, device=values.device)
         return IrregularBatch(times, torch.where(mask, values, 0.0), mask, lengths)
 
     def observed_points(self, rows: torch.Tensor, mask: torch.Tensor) -> IrregularBatch:
@@ -240,11 +264,14 @@ class PeriodicTask:
         self, model: nn.Module, name: str, rows: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         """Model ``name``'s prediction at every grid time for series ``rows`` observed where
-        ``mask`` (N, T) is True: (B, T, 1)."""
+        ``mask`` (N, T) is True: (B, T, 1); NaN before the Latent ODE's start."""
         net = model[name]
         if name.endswith("latent"):
+            start = self.latent_start[name.removesuffix("_latent")]
             posterior = net.encode(self.observed_points(rows, mask))
-            return net.decode(posterior.mean.unsqueeze(0), posterior.t0, self.t)[0]
+            decoded = net.decode(posterior.mean.unsqueeze(0), posterior.t0, self.t[start:])[0]
+            before = decoded.new_full((len(rows), start, decoded.shape[-1]), float("nan"))
+            return torch.cat([before, decoded], dim=1)
         # The recurrent models predict each time from their state before its update: an
         # observed value is never read out of a state that has seen it (Rubanova et al. shift
         # the ODE-RNN's outputs by one step for the same reason).
@@ -261,7 +288,7 @@ class PeriodicTask:
                 if kind == "latent":
                     elbo = model[name].elbo(
                         self.observed_points(rows, seen),
-                        self.batch(rows, target),
+                        self.batch(rows, target, start=self.latent_start[mode]),
                         n_samples=self.samples,
                     )
                     total = total + elbo.loss()

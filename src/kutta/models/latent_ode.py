@@ -17,7 +17,7 @@ from torch import nn
 
 from kutta.errors import InvalidArgumentError
 from kutta.models._series import Series, as_series, reverse_series
-from kutta.models._solver import evolve, evolve_through, make_solver_options
+from kutta.models._solver import SolverOptions, evolve, evolve_through, make_solver_options
 from kutta.models.layers import AutonomousMLP
 from kutta.models.ode_rnn import _check_no_step_size, run_ode_rnn
 
@@ -85,6 +85,10 @@ class LatentODE(nn.Module):
             each series' own times (it updates at every observation anyway).
         method, rtol, atol, options, gradient, batch_mode: solver settings (encoder and
             latent ODE; see :class:`~kutta.models.SolverOptions`).
+        latent_solver: a :class:`~kutta.models.SolverOptions` for the latent ODE alone and for
+            carrying the encoder's state to ``z0_time`` (a span with no observation); default:
+            the settings above. Rubanova et al. step the encoder with Euler and decode with
+            dopri5; a fixed-step encoder solver steps once per observation interval.
 
     Example:
         >>> from types import SimpleNamespace
@@ -116,11 +120,14 @@ class LatentODE(nn.Module):
         gradient: str = "backprop",
         batch_mode: str = "shared",
         union_grid: bool = False,
+        latent_solver: SolverOptions | None = None,
     ):
         super().__init__()
         self.solver = make_solver_options(method, rtol, atol, options, gradient, batch_mode)
+        self.latent_solver = self.solver if latent_solver is None else latent_solver
         self.union_grid = union_grid
         _check_no_step_size(self.solver)
+        _check_no_step_size(self.latent_solver)
         if obs_std is not None and not obs_std > 0:
             raise InvalidArgumentError(f"obs_std must be positive or None, got {obs_std}")
         self.input_channels = input_channels
@@ -192,9 +199,11 @@ class LatentODE(nn.Module):
         t0 = series.first_time
         if self.z0_time is not None:
             # Carry the summary on to the common start time (Rubanova et al. run the encoder
-            # over the whole grid down to its first time).
+            # over the whole grid down to its first time). No observation falls in this span,
+            # which a fixed-step encoder solver would cross in one step: solve it like the
+            # latent ODE.
             common = self._model_times(torch.full_like(t0, self.z0_time))
-            summary = evolve(self.encoder_func, summary, t0, common, self.solver)
+            summary = evolve(self.encoder_func, summary, t0, common, self.latent_solver)
             t0 = common
         mean, raw_std = self.to_posterior(summary).chunk(2, dim=-1)
         return Posterior(mean, nn.functional.softplus(raw_std) + 1e-4, t0)
@@ -209,9 +218,10 @@ class LatentODE(nn.Module):
             start = torch.cat([z0, z0.new_zeros(z0.shape[0], self.input_channels)], dim=-1)
         if self.union_grid and bool((t0 == t0[0]).all()):
             grid, position = torch.unique(times, sorted=True, return_inverse=True)
-            on_grid = evolve_through(field, start, t0, grid.expand(len(t0), -1), self.solver)
+            grid = grid.expand(len(t0), -1)
+            on_grid = evolve_through(field, start, t0, grid, self.latent_solver)
             return on_grid.gather(1, position.unsqueeze(-1).expand(-1, -1, on_grid.shape[-1]))
-        return evolve_through(field, start, t0, times, self.solver)
+        return evolve_through(field, start, t0, times, self.latent_solver)
 
     def decode(self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         """Decoded means at ``times`` (B, Q) for latent starts ``z0`` (S, B, L): (S, B, Q, C).
