@@ -8,7 +8,6 @@ from scipy import stats
 
 from kutta.errors import InvalidArgumentError
 from kutta.sde import BrownianInterval, BrownianPath, BrownianTree, ReverseBrownian
-from kutta.sde.loop import step_grid
 
 N = 4000  # samples per query: KS and correlation tests below have power well beyond their thresholds
 
@@ -161,87 +160,3 @@ def test_bad_queries_give_clear_errors():
         BrownianInterval(0.0, 1.0, levy_area_approximation="exact")
     with pytest.raises(InvalidArgumentError, match="t0 < t1"):
         BrownianInterval(1.0, 0.0)
-
-
-def _fresh(levy="none", dt=None, tol=0.0, cache_size=45):
-    return BrownianInterval(
-        0.0,
-        1.0,
-        size=(5, 3),
-        dtype=torch.float64,
-        entropy=9,
-        dt=dt,
-        tol=tol,
-        cache_size=cache_size,
-        levy_area_approximation=levy,
-    )
-
-
-GRIDS = {
-    "dt grid": [k * 0.01 for k in range(101)],
-    "off the dt grid": [0.0, 0.013, 0.2, 0.21, 0.5, 0.77, 0.9999, 1.0],
-    "inside the span": [0.05, 0.3, 0.3 + 1e-13, 0.41, 0.6],  # with a near-duplicate point
-}
-
-
-@pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())
-@pytest.mark.parametrize("levy", ["none", "space-time", "davie"])
-@pytest.mark.parametrize(("dt", "cache_size"), [(None, 45), (0.01, 45), (0.01, 1)])
-def test_sequential_queries_equal_plain_queries_bitwise(grid, levy, dt, cache_size):
-    """The one-pass walk of bm.sequential(grid) answers exactly as plain queries do, splits the
-    tree at the same points (later queries agree too), and passes other queries on."""
-    plain, fast = _fresh(levy, dt, cache_size=cache_size), _fresh(levy, dt, cache_size=cache_size)
-    sequential = fast.sequential(grid)
-    flags = {"return_U": levy != "none", "return_A": levy == "davie"}
-    for ta, tb in zip(grid, grid[1:]):
-        expected, got = plain(ta, tb, **flags), sequential(ta, tb, **flags)
-        for e, g in zip(expected, got) if isinstance(expected, tuple) else [(expected, got)]:
-            assert torch.equal(e, g)
-    assert torch.equal(sequential(0.1, 0.35), plain(0.1, 0.35))  # not a grid interval
-    for ta, tb in [(0.0, 1.0), (0.011, 0.5), (0.2, 0.2005), (0.6, 0.61)]:
-        assert torch.equal(fast(ta, tb), plain(ta, tb))
-
-
-def test_sequential_queries_out_of_order_fall_back_to_plain_queries():
-    grid = [0.0, 0.25, 0.5, 0.75, 1.0]
-    plain, sequential = _fresh(), _fresh().sequential(grid)
-    assert torch.equal(sequential(0.25, 0.5), plain(0.25, 0.5))  # skips the first interval
-    assert torch.equal(sequential(0.0, 0.25), plain(0.0, 0.25))
-    with pytest.raises(InvalidArgumentError, match="return_U"):
-        sequential(0.25, 0.5, return_U=True)
-
-
-@pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())
-@pytest.mark.parametrize(("levy", "dt"), [("none", None), ("space-time", 0.01)])
-@pytest.mark.parametrize("backward", ["negated grid", "dt steps"])
-def test_reversed_sequential_queries_equal_plain_queries_bitwise(grid, levy, dt, backward):
-    """ReverseBrownian.sequential walks the tree backwards in time, as a backward solve does after
-    a forward one: over the negated grid, or over steps of dt from the end (the adjoint's grid,
-    whose points differ from the forward ones by round-off, or fall between them)."""
-    plain, fast = _fresh(levy, dt), _fresh(levy, dt)
-    for bm in (plain, fast):  # the forward solve's queries, then the backward one's
-        forward = bm.sequential(grid)
-        for ta, tb in zip(grid, grid[1:]):
-            forward(ta, tb)
-    if backward == "negated grid":
-        backward_grid = [-t for t in reversed(grid)]
-    else:
-        backward_grid = step_grid([-grid[-1], -grid[0]], 0.01)[0]
-    plain, sequential = ReverseBrownian(plain), ReverseBrownian(fast).sequential(backward_grid)
-    flags = {"return_U": levy != "none"}
-    for ta, tb in zip(backward_grid, backward_grid[1:]):
-        expected, got = plain(ta, tb, **flags), sequential(ta, tb, **flags)
-        for e, g in zip(expected, got) if isinstance(expected, tuple) else [(expected, got)]:
-            assert torch.equal(e, g)
-    assert torch.equal(fast(0.0, 0.57), plain.base_brownian(0.0, 0.57))
-
-
-@pytest.mark.parametrize("grid", GRIDS.values(), ids=GRIDS.keys())
-def test_sequential_queries_backwards_in_forward_time_equal_plain_queries(grid):
-    """bm.sequential(decreasing times) answers bm(t_k, t_k+1) for k going down (the reversible
-    Heun adjoint's backward pass) as plain queries do."""
-    plain, fast = _fresh("space-time", 0.01), _fresh("space-time", 0.01)
-    sequential = fast.sequential(grid[::-1])
-    for ta, tb in reversed(list(zip(grid, grid[1:]))):
-        for e, g in zip(plain(ta, tb, return_U=True), sequential(ta, tb, return_U=True)):
-            assert torch.equal(e, g)

@@ -7,9 +7,7 @@ import pytest
 import torch
 
 import kutta.sde as ksde
-from kutta import solve
 from kutta.errors import InvalidArgumentError, UnknownNameError
-from kutta.terms import SDETerm
 
 
 class Linear(ksde.BaseSDE):
@@ -346,55 +344,3 @@ def test_milstein_with_constant_diagonal_noise_reduces_to_euler():
     milstein = ksde.sdeint(Constant(), y0, [0.0, 1.0], bm=bm, method="milstein", dt=0.1)
     euler = ksde.sdeint(Constant(), y0, [0.0, 1.0], bm=bm, method="euler", dt=0.1)
     torch.testing.assert_close(milstein, euler)
-
-
-class _PlainQueries:
-    """A Brownian motion without the sequential fast path: every step searches the tree."""
-
-    def __init__(self, bm):
-        self.bm = bm
-        self.shape, self.levy_area_approximation = bm.shape, bm.levy_area_approximation
-        self.t0, self.t1 = bm.t0, bm.t1
-
-    def __call__(self, ta, tb=None, return_U=False, return_A=False):
-        return self.bm(ta, tb, return_U=return_U, return_A=return_A)
-
-
-@pytest.mark.parametrize(
-    ("method", "levy", "dt_hint"),
-    [("euler", "none", None), ("euler", "none", 0.05), ("srk", "space-time", 0.05)],
-)
-def test_fixed_step_solves_with_sequential_queries_equal_plain_queries(method, levy, dt_hint):
-    """Fixed steps take their increments from bm.sequential(grid); the result is bit for bit
-    that of step-by-step queries, for sdeint and kutta.solve."""
-
-    class Diagonal(ksde.SDEIto):
-        def __init__(self):
-            super().__init__(noise_type="diagonal")
-
-        def f(self, t, y):
-            return torch.sin(y) - t
-
-        def g(self, t, y):
-            return 0.5 * torch.cos(y)
-
-    sde = Diagonal()
-    y0 = torch.linspace(-1, 1, 12, dtype=torch.float64).view(4, 3)
-    ts = [0.0, 0.3, 0.65, 1.0]
-
-    def bm():
-        return ksde.BrownianInterval(
-            0.0,
-            1.0,
-            size=(4, 3),
-            dtype=torch.float64,
-            entropy=7,
-            dt=dt_hint,
-            levy_area_approximation=levy,
-        )
-
-    plain = ksde.sdeint(sde, y0, ts, bm=_PlainQueries(bm()), method=method, dt=0.05)
-    fast = ksde.sdeint(sde, y0, ts, bm=bm(), method=method, dt=0.05)
-    native = solve(SDETerm(sde.f, sde.g, bm=bm()), y0, ts, method=method, step_size=0.05).ys
-    assert torch.equal(fast, plain)
-    assert torch.equal(native, plain)

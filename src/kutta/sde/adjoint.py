@@ -22,7 +22,7 @@ from torch import nn
 
 from kutta.errors import InvalidArgumentError
 from kutta.sde.base import SDEView
-from kutta.sde.brownian import ReverseBrownian, sequential_queries
+from kutta.sde.brownian import ReverseBrownian
 from kutta.sde.loop import integrate, step_grid
 from kutta.sde.methods import METHOD_CLASSES, Method, Midpoint
 from kutta.sde.sdeint import prepare, split_return
@@ -58,7 +58,7 @@ def _grad(outputs, inputs, cotangents):
 class _ReversibleHeunAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem, times, out_steps, y0, *params):
-        view, bm = problem.sde, sequential_queries(problem.bm, times)
+        view, bm = problem.sde, problem.bm
         with torch.no_grad():
             z = y0
             t = times[0]
@@ -88,7 +88,7 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_ys):
         problem, times, params = ctx.problem, ctx.times, ctx.params
-        view, bm = problem.sde, sequential_queries(problem.bm, times[::-1])
+        view, bm = problem.sde, problem.bm
         out_index = {step: k for k, step in enumerate(ctx.out_steps)}
         y, z = ctx.final
         dtype, device = y.dtype, y.device

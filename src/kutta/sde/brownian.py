@@ -105,17 +105,6 @@ class BaseBrownian(abc.ABC):
     def size(self) -> tuple[int, ...]:
         return self.shape
 
-    def sequential(self, times: list[float]) -> BaseBrownian:
-        """This motion, for a solve that queries the consecutive intervals of ``times`` in order.
-
-        The values are those of plain queries; subclasses answer such queries faster (here: no
-        faster path, the motion itself).
-
-        Example:
-            >>> bm = BrownianTree(0.0, torch.zeros(2), t1=1.0).sequential([0.0, 0.5, 1.0])
-        """
-        return self
-
 
 class _Node:
     """One interval [start, end] of the tree; ``w``/``h`` hold its values while they are cached."""
@@ -329,78 +318,17 @@ class BrownianInterval(BaseBrownian):
                 f"this Brownian motion has {self._levy!r}"
             )
         if ta == tb:
-            w, h, a = self._zeros()
+            w = torch.zeros(self._size, dtype=self._dtype, device=self._device)
+            h = torch.zeros_like(w) if self._have_h else None
+            a = self._zero_area() if self._have_a else None
         else:
             ta = self._ensure_point(ta)
             tb = self._ensure_point(tb)
             w, h, a = self._interval_values(ta, tb) if ta < tb else self._zeros()
-        return _answer(ta, tb, w, h, a, return_U, return_A)
-
-    def sequential(self, times: list[float]) -> BaseBrownian:
-        """This motion, answering queries of the consecutive intervals of ``times`` (increasing
-        floats, e.g. a fixed-step solve's grid; or decreasing, for queries bm(t_k+1, t_k) going
-        backwards) from one pass over the tree instead of a search from the root per query.
-        Values, and the tree's splits, are those of plain queries in that order; other queries
-        are passed on to this motion.
-
-        Example:
-            >>> bm = BrownianInterval(0.0, 1.0, size=(4, 2), entropy=0)
-            >>> grid_bm = bm.sequential([0.0, 0.25, 0.5])
-            >>> torch.equal(grid_bm(0.0, 0.25), BrownianInterval(0.0, 1.0, size=(4, 2), entropy=0)(0.0, 0.25))
-            True
-        """
-        return _SequentialBrownian(self, times, self, times)
-
-    def _grid_values(self, points: list[float]):
-        """(ta, tb, W, H, A) for the intervals between consecutive ``points`` (increasing, or
-        decreasing for a solve backwards in time) in that order: [ta, tb] snapped to the tree and
-        the values as queries give them, and the tree split as those queries would split it.
-
-        A depth-first walk: ``pending`` holds the tree intervals not reached yet, the next one
-        last; one straddling the current query interval is replaced by its children. So each
-        tree interval's values are sampled at most once, and none is searched from the root.
-        """
-        backwards = len(points) > 1 and points[1] < points[0]
-        pending = [(self._root, self._root.w, self._root.h)]
-        last = self._check_time("t", points[0])
-        for point in points[1:]:
-            new = self._check_time("t", point)
-            ta, tb = (new, last) if backwards else (last, new)
-            if ta != tb:  # as in __call__: equal times need no point in the tree
-                ta, tb = self._ensure_point(ta), self._ensure_point(tb)
-            if ta == tb:
-                yield (ta, tb, *self._zeros())
-            else:
-                pieces = self._next_pieces(pending, ta, tb, backwards)
-                yield (ta, tb, *self._combine_pieces(pieces))
-            last = ta if backwards else tb
-
-    def _next_pieces(self, pending: list, ta: float, tb: float, backwards: bool) -> list:
-        """The tree intervals covering [ta, tb], in time order, taken from ``pending``."""
-        pieces = []
-        while True:
-            node, w, h = pending.pop()
-            if (node.start >= tb) if backwards else (node.end <= ta):
-                continue  # passed: before the first query
-            if (node.end <= ta) if backwards else (node.start >= tb):
-                pending.append((node, w, h))  # the next query's
-                break
-            if ta <= node.start and node.end <= tb:
-                pieces.append((node, w, h))
-                if (node.start == ta) if backwards else (node.end == tb):
-                    break
-                continue
-            if node is not self._root:
-                # On the path to later queries (a backward solve's, say): cache it as
-                # _lowest_common_node does, so they need not sample it again.
-                node.w, node.h = w, h
-                self._promote(node)
-            w_l, h_l, w_r, h_r = self._children_values(node, w, h)
-            left, right = (node.left, w_l, h_l), (node.right, w_r, h_r)
-            pending.extend((left, right) if backwards else (right, left))
-        if backwards:
-            pieces.reverse()
-        return pieces
+        if return_U:
+            u = (tb - ta) * (0.5 * w + h)
+            return (w, u, a) if return_A else (w, u)
+        return (w, a) if return_A else w
 
     def _zeros(self):
         w = torch.zeros(self._size, dtype=self._dtype, device=self._device)
@@ -479,10 +407,6 @@ class BrownianInterval(BaseBrownian):
             w_l, h_l, w_r, h_r = self._children_values(node, w, h)
             pieces = self._pieces_from(node.left, w_l, h_l, ta)
             pieces += self._pieces_until(node.right, w_r, h_r, tb)
-        return self._combine_pieces(pieces)
-
-    def _combine_pieces(self, pieces: list):
-        """(W, H, A) over the union of consecutive tree intervals (with their (W, H)), in time order."""
         first, w, h = pieces[0]
         with_area = self._have_a and len(self._size) >= 2
         a = self._levy_area(first, w, h) if with_area else None
@@ -661,60 +585,6 @@ class BrownianInterval(BaseBrownian):
         return area + std * noise
 
 
-def sequential_queries(bm: Any, times: list[float]) -> Any:
-    """``bm.sequential(times)`` (see :meth:`BrownianInterval.sequential`); a Brownian motion of
-    another library (say torchsde's) as it is.
-
-    Example:
-        >>> bm = sequential_queries(BrownianInterval(0.0, 1.0, size=(2,)), [0.0, 0.5, 1.0])
-    """
-    sequential = getattr(bm, "sequential", None)
-    return bm if sequential is None else sequential(times)
-
-
-def _answer(ta: float, tb: float, w, h, a, return_U: bool, return_A: bool):
-    """A query's return value: W, with U = ∫(W_s - W_ta) ds over [ta, tb] and/or the area A."""
-    if return_U:
-        u = (tb - ta) * (0.5 * w + h)
-        return (w, u, a) if return_A else (w, u)
-    return (w, a) if return_A else w
-
-
-class _SequentialBrownian(BaseBrownian):
-    """``motion`` (a BrownianInterval, or one reversed in time) whose queries of the consecutive
-    intervals of ``times``, in order, come from a walk of ``interval`` over ``points`` (the same
-    times in the interval's own time); any other query goes to ``motion``."""
-
-    def __init__(self, motion: BaseBrownian, times: list[float], interval, points: list[float]):
-        self.motion, self._interval = motion, interval
-        self._queries = [(min(a, b), max(a, b)) for a, b in zip(times, times[1:])]
-        self._next = 0  # the index of the next query
-        self._walk = interval._grid_values(points)
-
-    def __call__(self, ta, tb=None, return_U: bool = False, return_A: bool = False):
-        k, interval = self._next, self._interval
-        if (
-            tb is not None
-            and k < len(self._queries)
-            and (ta, tb) == self._queries[k]
-            and (interval._have_h or not return_U)
-            and (interval._have_a or not return_A)
-        ):
-            self._next = k + 1
-            return _answer(*next(self._walk), return_U, return_A)
-        return self.motion(ta, tb, return_U=return_U, return_A=return_A)
-
-    def sequential(self, times: list[float]) -> BaseBrownian:
-        return self.motion.sequential(times)
-
-    shape = property(lambda self: self.motion.shape)
-    dtype = property(lambda self: self.motion.dtype)
-    device = property(lambda self: self.motion.device)
-    levy_area_approximation = property(lambda self: self.motion.levy_area_approximation)
-    t0 = property(lambda self: self.motion.t0)
-    t1 = property(lambda self: self.motion.t1)
-
-
 class BrownianPath(BaseBrownian):
     """Brownian motion W(t) on [t0, t0 + 1] with W(t0) = w0, remembering every sampled value.
 
@@ -886,19 +756,6 @@ class ReverseBrownian(BaseBrownian):
 
     def __call__(self, ta, tb=None, return_U: bool = False, return_A: bool = False):
         return self.base_brownian(-tb, -ta, return_U=return_U, return_A=return_A)
-
-    def sequential(self, times: list[float]) -> BaseBrownian:
-        """Faster queries of consecutive intervals of ``times``, as for a BrownianInterval (whose
-        walk then runs backwards in its own time).
-
-        Example:
-            >>> reverse = ReverseBrownian(BrownianInterval(0.0, 1.0, size=(2,)))
-            >>> dw = reverse.sequential([-1.0, -0.5, 0.0])(-1.0, -0.5)
-        """
-        base = self.base_brownian
-        if not isinstance(base, BrownianInterval):
-            return self
-        return _SequentialBrownian(self, times, base, [-t for t in times])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_brownian={self.base_brownian!r})"

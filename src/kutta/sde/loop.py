@@ -28,7 +28,6 @@ from kutta._inputs import Counter
 from kutta.controllers import ConstantController, Controller
 from kutta.errors import SolverError
 from kutta.loop import LoopConfig, integrate_shared
-from kutta.sde.brownian import sequential_queries
 from kutta.solvers.base import Method, StepResult
 from kutta.status import Status
 
@@ -40,30 +39,19 @@ class SDEStep(Method):
     difference from the full step; the controller's exponent is then
     ``1 / (error_order + 1) = 1 / (strong order + 1/2)`` (torchsde's rule).
 
-    ``grid``: the times of fixed steps, known before the solve; the stepper then takes its
-    increments from ``bm.sequential(grid)``, which gives the same values without a search per step.
-
     Example:
         >>> from kutta.sde.methods import Euler
         >>> step = SDEStep(Euler(view, bm, {}), doubling=False)  # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        stepper: Any,
-        doubling: bool,
-        extra0: tuple | None = None,
-        grid: list[float] | None = None,
-    ):
-        self.stepper, self.doubling, self.extra0, self.grid = stepper, doubling, extra0, grid
-        self.bm = stepper.bm
+    def __init__(self, stepper: Any, doubling: bool, extra0: tuple | None = None):
+        self.stepper, self.doubling, self.extra0 = stepper, doubling, extra0
         self.name = stepper.name
         self.strong_order = stepper.strong_order
         self.error_order = stepper.strong_order - 0.5 if doubling else None
         self.final_state: Any = extra0
 
     def init(self, f, t0, y0):
-        self.stepper.bm = self.bm if self.grid is None else sequential_queries(self.bm, self.grid)
         self.final_state = self.stepper.init(t0, y0) if self.extra0 is None else self.extra0
         return self.final_state
 
@@ -155,15 +143,14 @@ def integrate(
     time; adaptive ones follow :class:`StepDoublingController`. Non-finite states raise a
     :class:`~kutta.SolverError` carrying the outputs computed before them.
     """
+    step = SDEStep(method, adaptive, extra0)
     if adaptive:
-        step = SDEStep(method, adaptive, extra0)
         controller = StepDoublingController(rtol=rtol, atol=atol, dt_min=dt_min)
         cfg = LoopConfig(first_step=dt, step_t=ts[1:-1], raise_on_failure=False)
     else:
-        grid = step_grid(ts, dt)[0]
-        step = SDEStep(method, adaptive, extra0, grid)
         controller = ConstantController()
-        cfg = LoopConfig(grid=torch.tensor(grid, dtype=torch.float64), raise_on_failure=False)
+        grid = torch.tensor(step_grid(ts, dt)[0], dtype=torch.float64)
+        cfg = LoopConfig(grid=grid, raise_on_failure=False)
     controller = controller.bind(step.error_order or 0, y0.dtype, y0.device, False)
     times = torch.tensor(ts, dtype=torch.float64)
     result = integrate_shared(_no_field, y0, times, step, controller, cfg, Counter())

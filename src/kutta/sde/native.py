@@ -74,12 +74,9 @@ class SDEMethod:
         options = f", options={self.options}" if self.options else ""
         return f"{type(self).__name__}({self.name!r}{options})"
 
-    def for_problem(
-        self, view: SDEView, bm: Any, method_cls: type, doubling: bool, grid: list | None = None
-    ) -> SDEStep:
-        """The loop's method: ``method_cls`` stepping ``view`` on ``bm``, adaptive if ``doubling``,
-        else on the fixed steps of ``grid`` (when known)."""
-        return SDEStep(method_cls(view, bm, dict(self.options)), doubling, grid=grid)
+    def for_problem(self, view: SDEView, bm: Any, method_cls: type, doubling: bool) -> SDEStep:
+        """The loop's method: ``method_cls`` stepping ``view`` on ``bm``, adaptive if ``doubling``."""
+        return SDEStep(method_cls(view, bm, dict(self.options)), doubling)
 
 
 class _CountedSDE:
@@ -176,8 +173,7 @@ def solve_sde(
     counter = Counter()
     counted = _CountedSDE(term, counter)
     problem = prepare(counted, y0, t_eval, term.bm, sde_method.name, dt, adaptive, None, False)
-    grid = None if adaptive else step_grid(problem.ts, float(dt))[0]
-    stepper = sde_method.for_problem(problem.sde, problem.bm, problem.method_cls, adaptive, grid)
+    stepper = sde_method.for_problem(problem.sde, problem.bm, problem.method_cls, adaptive)
     y0 = problem.y0
     times = torch.tensor(problem.ts, dtype=torch.float64)
     if adaptive:
@@ -190,11 +186,8 @@ def solve_sde(
         )
     else:
         ctl = ConstantController().bind(1, y0.dtype, y0.device, False)
-        cfg = LoopConfig(
-            max_steps=max_steps,
-            grid=torch.tensor(grid, dtype=torch.float64),
-            raise_on_failure=False,
-        )
+        grid = torch.tensor(step_grid(problem.ts, float(dt))[0], dtype=torch.float64)
+        cfg = LoopConfig(max_steps=max_steps, grid=grid, raise_on_failure=False)
     call = LoopCall(integrate_shared, counted.f, y0, times, stepper, ctl, cfg, counter, term)
     if isinstance(gradient, Adjoint):
         result = _stochastic_adjoint(call, problem, gradient, sde_method, float(dt))
