@@ -228,3 +228,60 @@ def test_a_common_z0_time_carries_the_encoding_back_to_it():
     # The encoder state is evolved from each first observation back to -0.5, so z0 differs
     # from the one placed at the first observation.
     assert not torch.allclose(posterior.mean, make_model().encode(batch).mean)
+
+
+class RotationField(torch.nn.Module):
+    """dz/dt = A z with A a rotation generator (plus a fixed third axis): exp(A t) is exact."""
+
+    def __init__(self, rate):
+        super().__init__()
+        a = torch.zeros(3, 3, dtype=torch.float64)
+        a[0, 1], a[1, 0] = -rate, rate
+        self.register_buffer("a", a)
+
+    def forward(self, t, z):
+        return z @ self.a.T
+
+    def exact(self, z, span):
+        """exp(A span) z for z (B, 3) and span (B,)."""
+        return torch.stack([torch.linalg.matrix_exp(self.a * s) @ v for v, s in zip(z, span)])
+
+
+def test_latent_solver_decodes_and_carries_to_z0_time_exactly():
+    # The encoder steps once per observation interval (rk4 here) while the latent ODE and the
+    # carry of the encoder's state to z0_time (a long span with no observation) use their own
+    # solver. Reference: the matrix exponential of a linear vector field.
+    from kutta.models import SolverOptions
+
+    tight = SolverOptions("dopri5", rtol=1e-10, atol=1e-12)
+    batch = ragged_batch()
+    models = {}
+    for name, z0_time, solver in [("at t0", None, tight), ("carried", 3.0, tight),
+                                  ("rk4", None, None)]:  # fmt: skip
+        model = make_model(
+            encoder_hidden=3, dynamics=RotationField(2.0), z0_time=z0_time, latent_solver=solver
+        )
+        model.encoder_func = RotationField(1.5).double()
+        models[name] = model
+    z0 = torch.randn(1, 3, 3, dtype=torch.float64)
+    t0 = torch.zeros(3, dtype=torch.float64)
+    times = torch.tensor([[0.5, 3.0]], dtype=torch.float64).expand(3, -1)
+    field = models["at t0"].dynamics
+    exact = torch.stack([field.exact(z0[0], times[:, q]) for q in range(2)], dim=1)
+    decoder = models["at t0"].decoder
+    torch.testing.assert_close(
+        models["at t0"].decode(z0, t0, times)[0], decoder(exact), rtol=1e-7, atol=1e-8
+    )
+    # one rk4 step of 2.5 time units on a rotation of rate 2 is far off
+    rk4 = models["rk4"].decode(z0, t0, times)[0]
+    assert (rk4[:, 1] - decoder(exact)[:, 1]).abs().max() > 0.1
+    # carry: recover the encoder's state at each series' first time from the posterior mean
+    # at t0 (to_posterior is affine and its mean block is square), evolve it exactly to 3.0
+    at_t0 = models["at t0"].encode(batch)
+    weight, bias = models["at t0"].to_posterior.weight[:3], models["at t0"].to_posterior.bias[:3]
+    state = torch.linalg.solve(weight, (at_t0.mean - bias).T).T
+    span = 3.0 - batch.times[:, 0]
+    expected = models["carried"].encoder_func.exact(state, span) @ weight.T + bias
+    carried = models["carried"].encode(batch)
+    assert carried.t0.tolist() == [3.0] * 3
+    torch.testing.assert_close(carried.mean, expected, rtol=1e-7, atol=1e-8)
