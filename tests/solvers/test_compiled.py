@@ -131,3 +131,24 @@ def test_new_tolerances_reuse_the_compiled_step():
             )
     exact = kutta.odeint(field, y0, t, rtol=1e-12, atol=1e-14, method="dopri8")
     torch.testing.assert_close(out, exact, rtol=1e-7, atol=1e-8)
+
+
+def test_grad_modes_and_fields_stay_under_the_recompile_limit(caplog):
+    # Three fields, each solved without and with gradients, are 9 graphs of one tableau; past
+    # torch's limit of 8 graphs per function the step would silently run eagerly. A solve with
+    # gradients takes two graphs (a first step from a state without grad), so grad modes get
+    # functions of their own.
+    # distinct classes: instances of one module class share graphs (parameters are inputs)
+    fields = [type(f"Linear{i}", (Linear,), {})() for i in range(3)]
+    y0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    t = torch.tensor([0.0, 0.5], dtype=torch.float64)
+    with caplog.at_level("WARNING", logger="torch._dynamo"):
+        for field in fields:
+            with torch.no_grad():
+                kutta.odeint(field, y0, t, method="bosh3", options={"compile": True})
+            out = kutta.odeint(field, y0, t, method="bosh3", options={"compile": True})
+            out.sum().backward()
+    assert "recompile_limit" not in caplog.text
+    keys = {(key[2]) for key in compiled._CACHE if key[0].name == "bosh3"}
+    assert keys == set(compiled.GradMode)
+    assert all(f.A.grad is not None for f in fields)

@@ -12,16 +12,19 @@ exposes a :class:`CompileTarget`; wrappers without one (tuple states, the adjoin
 field, jump clamping) take the eager step, which computes the same thing.
 
 The tableau's coefficients are baked into the graph as constants, one compiled function per
-tableau and time direction, shared by all solves; ``torch.compile`` caches graphs per vector field, grad mode and input
-shape on top of that (a changed batch size makes the batch dimension dynamic after one
-recompile). Past torch's recompile limit (8 per method and direction) dynamo runs the step
-eagerly and says so in a warning. Using the compiled step sets
+tableau, time direction and :class:`GradMode`, shared by all solves; ``torch.compile`` caches
+graphs per vector field and input shape on top of that (a changed batch size makes the batch
+dimension dynamic after one recompile). The grad modes get functions of their own because a
+solve with gradients takes two graphs (its first step starts from a state that does not require
+grad, the others from one that does), and all graphs of one function share torch's recompile
+limit: past 8, dynamo runs the step eagerly and says so in a warning. Using the compiled step sets
 ``torch._dynamo.config.allow_unspec_int_on_nn_module = True`` for the process (see below).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 from collections.abc import Callable
 from typing import Any
@@ -46,10 +49,25 @@ class CompileTarget:
     counter: Any
 
 
-_CACHE: dict[tuple[ButcherTableau, bool], Callable] = {}
+class GradMode(enum.Enum):
+    """What autograd records in a step; each needs its own graph (see :func:`grad_mode`)."""
+
+    NO_GRAD = 0  # inference: torch.no_grad() or nothing requires grad
+    STATE_CONSTANT = 1  # grad mode, the state does not require grad (a solve's first step)
+    STATE_TRACKED = 2  # grad mode, the state requires grad
 
 
-def compiled_attempt(tableau: ButcherTableau, reverse: bool) -> Callable:
+def grad_mode(y: torch.Tensor) -> GradMode:
+    """The :class:`GradMode` of a step from state ``y``."""
+    if not torch.is_grad_enabled():
+        return GradMode.NO_GRAD
+    return GradMode.STATE_TRACKED if y.requires_grad else GradMode.STATE_CONSTANT
+
+
+_CACHE: dict[tuple[ButcherTableau, bool, GradMode], Callable] = {}
+
+
+def compiled_attempt(tableau: ButcherTableau, reverse: bool, grad_mode: GradMode) -> Callable:
     """The compiled step ``attempt(func, times, time_dtype, y, k0, tolerances)`` of a tableau.
 
     ``times`` is a float64 tensor holding the stage times in the user's time (``sign * (t + c_i
@@ -64,7 +82,7 @@ def compiled_attempt(tableau: ButcherTableau, reverse: bool) -> Callable:
     ``tolerances`` or ``error``), computed in the same graph so that the loop only reads one
     number back per step.
     """
-    key = (tableau, reverse)
+    key = (tableau, reverse, grad_mode)
     if key not in _CACHE:
         # Fields that count their own calls (``self.nfe += 1``, as in torchdiffeq's examples)
         # would otherwise be recompiled at every step: dynamo treats integer attributes of
@@ -73,7 +91,7 @@ def compiled_attempt(tableau: ButcherTableau, reverse: bool) -> Callable:
         attempt = _make_attempt(tableau, reverse)
         # dynamo keeps its compiled graphs (and its recompile limit) per code object; a code
         # object of its own per tableau and direction keeps methods from evicting each other.
-        name = f"attempt_{tableau.name}{'_reverse' if reverse else ''}"
+        name = f"attempt_{tableau.name}{'_reverse' if reverse else ''}_{grad_mode.name}"
         attempt = types.FunctionType(
             attempt.__code__.replace(co_name=name),
             attempt.__globals__,

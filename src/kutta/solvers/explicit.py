@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InvalidArgumentError
 from .base import Method, StepResult
-from .compiled import CompileTarget, compiled_attempt
+from .compiled import CompileTarget, compiled_attempt, grad_mode
 from .tableau import ButcherTableau, TableauTensors
 
 
@@ -62,8 +62,9 @@ class ExplicitRK(Method):
     perturb: bool = False
     compile: bool = False
     _tt: TableauTensors | None = dataclasses.field(default=None, repr=False)
-    # (reverse, compiled step) of this solve, looked up once: hashing a tableau costs every step
-    _attempt: tuple[bool, Any] | None = dataclasses.field(default=None, repr=False)
+    # ((reverse, grad mode), compiled step) of this solve, looked up when the key changes (twice
+    # per solve with gradients): hashing a tableau costs too much to do every step
+    _attempt: tuple[Any, Any] | None = dataclasses.field(default=None, repr=False)
     # the controller's (atol, rtol), then (rtol, atol, norm) as the compiled step wants them
     _atol_rtol: tuple[Any, Any] | None = dataclasses.field(default=None, repr=False)
     _tolerances: tuple[Any, Any, Any] | None = dataclasses.field(default=None, repr=False)
@@ -163,8 +164,9 @@ class ExplicitRK(Method):
             dtype=torch.float64,
             device=y.device,
         )
-        if self._attempt is None or self._attempt[0] != target.reverse:
-            self._attempt = (target.reverse, compiled_attempt(self.tableau, target.reverse))
+        key = (target.reverse, grad_mode(y))
+        if self._attempt is None or self._attempt[0] != key:
+            self._attempt = (key, compiled_attempt(self.tableau, *key))
         attempt = self._attempt[1]
         y1, error, stages, k_last, error_norm = attempt(
             target.func, times, target.time_dtype, y, k0, self._tolerances
