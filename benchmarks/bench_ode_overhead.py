@@ -14,7 +14,8 @@ graph; compiled before timing, full runs only); the issue's targets are checked 
 ``PIController`` gains, shown for reference. scipy's RK45 runs on the flattened state through
 a numpy wrapper (inference only). All libraries run in one process, timed round-robin, one thread;
 the bare field calls (as many as kutta's NFE) are one more entry in that round-robin, so machine
-load changes the numerator and the denominator of the overhead alike.
+load changes the numerator and the denominator of the overhead alike. A last table times batch 16
+with 2, 100 and 1000 output times (outputs inside one step are interpolated together).
 
     .venv/bin/python benchmarks/bench_ode_overhead.py            # full run (about a minute)
     .venv/bin/python benchmarks/bench_ode_overhead.py --quick    # smoke test (seconds)
@@ -182,6 +183,43 @@ def measure(
     }
 
 
+def measure_output_grid(
+    counts: list[int], repeats: int, t_end: float, rtol: float, atol: float
+) -> list[dict]:
+    """Batch 16, inference, with ``count`` output times: the cost of dense outputs."""
+    torch.manual_seed(0)
+    field = MLPField()
+    y0 = torch.randn(16, 2)
+    rows = []
+    with torch.no_grad():
+        for count in counts:
+            t = torch.linspace(0.0, t_end, count)
+            fns = _solvers(field, y0, t, rtol, atol, compiled=False)
+            fns = {name: fns[name] for name in ("kutta", "torchdiffeq", "torchode")}
+            timings = time_interleaved(fns, repeats=repeats, warmup=1)
+            rows.append({"outputs": count, **{name: tm.wall for name, tm in timings.items()}})
+    return rows
+
+
+def report_output_grid(rows: list[dict]) -> None:
+    print("\n### batch 16, torch.no_grad(), many output times (wall ms; ratio kutta / peer)")
+    print(
+        table(
+            ["output times", "kutta", "torchdiffeq", "torchode", "kutta / torchdiffeq"],
+            [
+                [
+                    r["outputs"],
+                    r["kutta"] * 1e3,
+                    r["torchdiffeq"] * 1e3,
+                    r["torchode"] * 1e3,
+                    ratio(r["kutta"], r["torchdiffeq"]),
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
 def report(result: dict) -> list[tuple[str, bool]]:
     """Print one configuration's table; returns the issue's targets checked on it."""
     batch, rows = result["batch"], {r["library"]: r for r in result["rows"]}
@@ -278,11 +316,19 @@ def main(argv: list[str] | None = None) -> dict:
             result = measure(batch, grad, repeats, t_end, rtol, atol, compiled=not args.quick)
             results.append(result)
             checks += report(result)
+    grid_rows = measure_output_grid(
+        [5] if args.quick else [2, 100, 1000], repeats, t_end, rtol, atol
+    )
+    report_output_grid(grid_rows)
     if not args.quick:
         print("\n### issue 2 targets")
         for text, ok in checks:
             print(f"- {'HOLDS' if ok else 'MISSED'}: {text}")
-    out = {"results": results, "targets": [{"check": c, "holds": ok} for c, ok in checks]}
+    out = {
+        "results": results,
+        "output_grid": grid_rows,
+        "targets": [{"check": c, "holds": ok} for c, ok in checks],
+    }
     write_json(args.json, out)
     return out
 
