@@ -83,6 +83,8 @@ def _chirality(m: dict[str, Any]) -> list[Row]:
 def _periodic(m: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for mode in ("interpolation", "extrapolation"):
+        if f"test_mse_{mode}_latent" not in m:  # a run of one mode (data.mode=...)
+            continue
         latent, odernn, gru = (m[f"test_mse_{mode}_{k}"] for k in ("latent", "odernn", "gru"))
         rows += [
             (f"{mode} MSE latent ODE", latent, "< ODE-RNN", latent < odernn),
