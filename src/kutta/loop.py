@@ -253,9 +253,7 @@ def _outputs_in_step(method, res, t: float, h: float, t_new: float, out_times: l
     ends_here = out_times[-1] == t_new
     inside = out_times[:-1] if ends_here else out_times
     ys = []
-    if len(inside) == 1:
-        ys.append(method.interpolate(res.dense, (inside[0] - t) / h))
-    elif inside:
+    if inside:
         # one operation for all of them: a dense output grid can put thousands in one step
         ys.extend(method.interpolate_many(res.dense, [(te - t) / h for te in inside]).unbind(0))
     if ends_here:

@@ -164,7 +164,7 @@ def solve(
     ctl = controller.bind(m.error_order or m.order, dtype, problem.y0.device, per_sample)
     m.set_error_scale(ctl.atol, ctl.rtol)
     if not per_sample:
-        m.set_error_norm(ctl.norm)
+        m.set_error_norm(ctl.rtol, ctl.atol, ctl.norm)
     cfg = LoopConfig(
         max_steps=max_steps,
         first_step=dt0,

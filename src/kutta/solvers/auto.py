@@ -125,8 +125,8 @@ class AutoSwitch(Method):
         self.explicit.set_error_scale(atol, rtol)
         self.implicit.set_error_scale(atol, rtol)
 
-    def set_error_norm(self, norm) -> None:
-        self.explicit.set_error_norm(norm)
+    def set_error_norm(self, rtol, atol, norm) -> None:
+        self.explicit.set_error_norm(rtol, atol, norm)
 
     def init(self, f, t0, y0):
         self.implicit.init(f, t0, y0)  # lets it set itself up for this state's layout

@@ -80,14 +80,16 @@ class Method(abc.ABC):
         """
         return None
 
-    def set_error_norm(self, norm: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Called by the loop after ``set_error_scale`` with the controller's norm (shared mode).
+    def set_error_norm(
+        self, rtol: Any, atol: Any, norm: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
+        """Called by the loop in shared mode, after ``bind``, with the controller's tolerances
+        and norm.
 
         A method that can compute the controller's weighted error norm inside its own step more
         cheaply than the loop can afterwards (the compiled explicit step folds it into its graph)
-        keeps the norm and returns ``StepResult.error_norm``; it must then compute exactly
-        :func:`kutta.controllers.weighted_error_norm` with the tolerances of ``set_error_scale``.
-        The default ignores it.
+        keeps them and returns ``StepResult.error_norm``, which must be exactly
+        :func:`kutta.controllers.weighted_error_norm` of the step. The default ignores them.
         """
         return None
 

@@ -17,12 +17,12 @@ Block Jacobians of a row-independent ``g: (B, n) -> (B, n)`` cost ``n`` JVPs in 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from ...controllers import per_sample_rms_norm
 from ...errors import InvalidArgumentError
 
 BlockFn = Callable[[torch.Tensor], torch.Tensor]
@@ -116,7 +116,7 @@ class ErrorScale:
 
 def rms(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Weighted RMS norm of each block: ``(B,)``."""
-    return torch.linalg.vector_norm(x / scale, dim=1) * (1.0 / math.sqrt(x.shape[1]))
+    return per_sample_rms_norm(x / scale)
 
 
 def newton_matrix(jac: torch.Tensor, hg: Any) -> torch.Tensor:
