@@ -85,7 +85,8 @@ class StepDoublingController(Controller):
         >>> import torch
         >>> ctl = StepDoublingController(rtol=1e-3, atol=1e-3, dt_min=1e-5)
         >>> ctl = ctl.bind(0, torch.float64, torch.device("cpu"), False)
-        >>> ctl.adapt(0.5, 0.1, ctl.init_state(0.1))[:2]
+        >>> accept, h_next, _ = ctl.adapt(0.5, 0.1, ctl.init_state(0.1))
+        >>> accept, round(h_next, 12)
         (True, 0.14)
     """
 
