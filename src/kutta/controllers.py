@@ -117,28 +117,25 @@ class Controller:
     def initial(self, f, t0, y0, f0, order: int) -> Any:
         """Hairer's initial step size (Hairer, Nørsett, Wanner I, II.4), costs one evaluation.
 
-        Returns a float in shared mode, a ``(B,)`` tensor in per-sample mode.
+        Returns a float in shared mode (NaN if the field is not finite near ``t0``), a ``(B,)``
+        tensor in per-sample mode. In shared mode the scalar arithmetic runs on host floats:
+        each small tensor operation would cost more than the arithmetic.
         """
         norm = self.norm
+        shared = not self._per_sample
+        scalar = float if shared else (lambda x: x)
         scale = y0.abs() * self.rtol + self.atol
-        d0, d1 = norm(y0 / scale), norm(f0 / scale)
-        small = (d0 < 1e-5) | (d1 < 1e-5)
-        h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01 * d0 / d1.clamp_min(1e-300))
-        if self._per_sample:
-            y1 = y0 + h0[:, None] * f0
-            f1 = f(t0 + h0, y1)
-        else:
-            h0 = float(h0)
-            f1 = f(t0 + h0, y0 + h0 * f0)
-        d2 = norm((f1 - f0) / scale) / h0
-        dmax = torch.maximum(d1, d2)
-        h1 = torch.where(
+        d0, d1 = scalar(norm(y0 / scale)), scalar(norm(f0 / scale))
+        h0 = _where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / _clamp_min(d1, 1e-300))
+        f1 = f(t0 + h0, y0 + (h0 if shared else h0[:, None]) * f0)
+        d2 = scalar(norm((f1 - f0) / scale)) / h0
+        dmax = _maximum(d1, d2)
+        h1 = _where(
             dmax <= 1e-15,
-            torch.clamp_min(torch.as_tensor(h0, dtype=d0.dtype) * 1e-3, 1e-6),
-            (0.01 / dmax.clamp_min(1e-300)) ** (1.0 / (order + 1)),
+            _clamp_min(h0 * 1e-3, 1e-6),
+            (0.01 / _clamp_min(dmax, 1e-300)) ** (1.0 / (order + 1)),
         )
-        h = torch.minimum(100 * torch.as_tensor(h0, dtype=d0.dtype), h1)
-        return h if self._per_sample else float(h)
+        return _minimum(100 * h0, h1)
 
     def init_state(self, h0: Any) -> Any:
         """Controller memory at the start (e.g. previous error norms)."""
@@ -258,3 +255,29 @@ def PIController(rtol: Any = 1e-7, atol: Any = 1e-9, **kwargs: Any) -> PIDContro
 def IController(rtol: Any = 1e-7, atol: Any = 1e-9, **kwargs: Any) -> PIDController:
     """The classic integral controller (torchdiffeq's): ``h * safety * err^(-1/k)``."""
     return PIDController(rtol=rtol, atol=atol, pcoeff=0.0, icoeff=1.0, **kwargs)
+
+
+# Elementwise helpers for numbers that are host floats (shared mode) or tensors (per sample),
+# with torch's NaN propagation, so that Hairer's algorithm is written once for both.
+def _where(condition: Any, a: Any, b: Any) -> Any:
+    if isinstance(condition, torch.Tensor):
+        return torch.where(condition, a, b)
+    return a if condition else b
+
+
+def _maximum(a: Any, b: Any) -> Any:
+    if isinstance(a, torch.Tensor):
+        return torch.maximum(a, b)
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
+def _minimum(a: Any, b: Any) -> Any:
+    if isinstance(a, torch.Tensor):
+        return torch.minimum(a, b)
+    return math.nan if math.isnan(a) or math.isnan(b) else min(a, b)
+
+
+def _clamp_min(x: Any, low: float) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.clamp_min(low)
+    return x if math.isnan(x) else max(x, low)
