@@ -1,0 +1,301 @@
+"""Where a PINN's points live: intervals, boxes, and a space domain times a time interval.
+
+Points are rows of an ``(n, dim)`` tensor (torch's default dtype unless ``dtype`` is given); for
+space-time domains the last column is time.
+Sampling is seeded and draws from the unit cube by one of three methods ("uniform",
+"lhs" = Latin hypercube, "sobol" = scrambled Sobol), then maps the unit cube onto the domain's
+interior, its boundary faces, or its initial slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import qmc
+
+from kutta.errors import InvalidArgumentError, UnknownNameError
+
+SAMPLING_METHODS = ("uniform", "lhs", "sobol")
+Seed = int | np.random.Generator | None
+
+
+def unit_samples(n: int, dim: int, method: str = "uniform", seed: Seed = 0) -> np.ndarray:
+    """``n`` points in the unit cube ``[0, 1]**dim`` (float64 numpy array), seeded.
+
+    Example:
+        >>> unit_samples(4, 2, "lhs", seed=0).shape
+        (4, 2)
+    """
+    if method not in SAMPLING_METHODS:
+        raise UnknownNameError("sampling method", method, SAMPLING_METHODS)
+    if not isinstance(n, int) or n < 1:
+        raise InvalidArgumentError(f"the number of points must be an int >= 1, got {n!r}")
+    if dim < 1:
+        raise InvalidArgumentError(f"dim must be >= 1, got {dim}")
+    if method == "uniform":
+        return np.random.default_rng(seed).random((n, dim))
+    if method == "lhs":
+        return qmc.LatinHypercube(d=dim, rng=np.random.default_rng(seed)).random(n)
+    # Sobol points are balanced only for powers of two; scipy warns otherwise, which is fine here
+    # (a scrambled Sobol prefix is still a low-discrepancy set), so draw the next power of two.
+    sobol = qmc.Sobol(d=dim, scramble=True, rng=np.random.default_rng(seed))
+    return sobol.random_base2(max(int(np.ceil(np.log2(n))), 0))[:n]
+
+
+class Box:
+    """The axis-aligned box ``[low_0, high_0] x ... x [low_{d-1}, high_{d-1}]``.
+
+    Example:
+        >>> square = Box([0.0, 0.0], [1.0, 2.0])
+        >>> square.dim, square.sample_interior(5, "sobol", seed=1).shape
+        (2, torch.Size([5, 2]))
+        >>> bool(square.on_boundary(torch.tensor([[0.0, 0.5], [0.5, 0.5]])).tolist() == [True, False])
+        True
+    """
+
+    def __init__(self, low: Sequence[float], high: Sequence[float]):
+        low_array = np.asarray(low, dtype=np.float64).reshape(-1)
+        high_array = np.asarray(high, dtype=np.float64).reshape(-1)
+        if low_array.shape != high_array.shape or low_array.size == 0:
+            raise InvalidArgumentError(
+                f"low and high must have the same nonzero length, got {low_array.size} and "
+                f"{high_array.size}"
+            )
+        if not (np.all(np.isfinite(low_array)) and np.all(np.isfinite(high_array))):
+            raise InvalidArgumentError("box bounds must be finite")
+        if np.any(high_array <= low_array):
+            raise InvalidArgumentError(f"every high must exceed its low, got {low=} and {high=}")
+        self.low, self.high = low_array, high_array
+
+    @property
+    def dim(self) -> int:
+        return self.low.size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(low={self.low.tolist()}, high={self.high.tolist()})"
+
+    def _scale(self, unit: np.ndarray, dtype: torch.dtype, device: torch.device | str | None):
+        points = self.low + unit * (self.high - self.low)
+        return torch.as_tensor(points, dtype=dtype or torch.get_default_dtype(), device=device)
+
+    def sample_interior(
+        self,
+        n: int,
+        method: str = "uniform",
+        seed: Seed = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``n`` points inside the box, shape ``(n, dim)``."""
+        return self._scale(unit_samples(n, self.dim, method, seed), dtype, device)
+
+    def sample_boundary(
+        self,
+        n: int,
+        method: str = "uniform",
+        seed: Seed = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``n`` points on the faces, each face drawn in proportion to its area, ``(n, dim)``."""
+        return self._scale(
+            self._unit_boundary(unit_samples(n, self.dim, method, seed)), dtype, device
+        )
+
+    def _unit_boundary(self, unit: np.ndarray) -> np.ndarray:
+        """Map unit-cube samples onto the unit cube's faces (area-weighted as in the real box).
+
+        The first coordinate picks the face, the others place the point on it, so stratified
+        samples stay stratified over faces and over positions.
+        """
+        widths = self.high - self.low
+        # face k (2 per axis) has the area of the box without axis k; a 1-D "face" is a point
+        areas = np.array([np.prod(np.delete(widths, axis)) for axis in range(self.dim)])
+        cumulative = np.cumsum(np.repeat(areas, 2))
+        cumulative /= cumulative[-1]
+        choice = unit[:, 0]
+        face = np.minimum(np.searchsorted(cumulative, choice, side="right"), 2 * self.dim - 1)
+        points = np.empty_like(unit)
+        others = unit[:, 1:]
+        for axis in range(self.dim):
+            rows = face // 2 == axis
+            free = [a for a in range(self.dim) if a != axis]
+            points[np.ix_(rows, free)] = others[rows]
+            points[rows, axis] = (face[rows] % 2).astype(np.float64)
+        return points
+
+    def contains(self, x: torch.Tensor, tol: float = 1e-12) -> torch.Tensor:
+        """Per row of ``x`` (n, dim): inside or on the boundary (within ``tol`` times the size)."""
+        self.check_shape(x)
+        low, high, scale = self._bounds_like(x, tol)
+        return ((x >= low - scale) & (x <= high + scale)).all(dim=-1)
+
+    def on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+        """Per row: in the box and within ``tol`` (relative to the box's size) of a face."""
+        low, high, scale = self._bounds_like(x, tol)
+        near_face = ((x - low).abs() <= scale) | ((x - high).abs() <= scale)
+        return self.contains(x, tol) & near_face.any(dim=-1)
+
+    def boundary_normal(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+        """Outward unit normals at boundary points ``x`` (n, dim).
+
+        At edges and corners the normal is the normalized sum of the faces' normals (the
+        derivative there is not defined; this is the usual convention).
+        """
+        self.check_on_boundary(x, tol)
+        low, high, scale = self._bounds_like(x, tol)
+        normal = ((x - high).abs() <= scale).to(x.dtype) - ((x - low).abs() <= scale).to(x.dtype)
+        return normal / normal.norm(dim=-1, keepdim=True)
+
+    def check_shape(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InvalidArgumentError(
+                f"points must be a tensor of shape (n, {self.dim}) for {self!r}, got {shape}"
+            )
+
+    def check_inside(self, x: torch.Tensor, tol: float = 1e-12) -> None:
+        """Raise :class:`InvalidArgumentError` naming the first point outside the domain."""
+        inside = self.contains(x, tol)
+        if not bool(inside.all()):
+            row = int((~inside).nonzero()[0])
+            raise InvalidArgumentError(
+                f"{int((~inside).sum())} of {len(x)} points lie outside {self!r}, e.g. row {row}: "
+                f"{x[row].tolist()}"
+            )
+
+    def check_on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> None:
+        on = self.on_boundary(x, tol)
+        if not bool(on.all()):
+            row = int((~on).nonzero()[0])
+            raise InvalidArgumentError(
+                f"{int((~on).sum())} of {len(x)} points are not on the boundary of {self!r}, "
+                f"e.g. row {row}: {x[row].tolist()}"
+            )
+
+    def _bounds_like(self, x: torch.Tensor, tol: float):
+        low = torch.as_tensor(self.low, dtype=x.dtype, device=x.device)
+        high = torch.as_tensor(self.high, dtype=x.dtype, device=x.device)
+        return low, high, tol * (high - low)
+
+
+class Interval(Box):
+    """The interval ``[low, high]`` as a one-dimensional :class:`Box`.
+
+    Example:
+        >>> Interval(-1.0, 1.0).sample_boundary(4).flatten().tolist()
+        [1.0, -1.0, -1.0, -1.0]
+    """
+
+    def __init__(self, low: float, high: float):
+        super().__init__([low], [high])
+
+    def __repr__(self) -> str:
+        return f"Interval({self.low[0]:g}, {self.high[0]:g})"
+
+
+def Rectangle(low: Sequence[float], high: Sequence[float]) -> Box:
+    """A two-dimensional :class:`Box`.
+
+    Example:
+        >>> Rectangle([0, 0], [1, 1]).dim
+        2
+    """
+    box = Box(low, high)
+    if box.dim != 2:
+        raise InvalidArgumentError(f"a rectangle has 2 dimensions, got {box.dim}")
+    return box
+
+
+class SpaceTime:
+    """A space box times the time interval ``[t0, t1]``; points are ``(x_1, ..., x_d, t)``.
+
+    "Boundary" means the spatial boundary times the time interval; the initial slice
+    (``t = t0``) is separate, as the conditions on it are.
+
+    Example:
+        >>> domain = SpaceTime(Interval(-1.0, 1.0), 0.0, 1.0)
+        >>> domain.dim, domain.sample_initial(3)[:, 1].tolist()
+        (2, [0.0, 0.0, 0.0])
+    """
+
+    def __init__(self, space: Box, t0: float, t1: float):
+        if not isinstance(space, Box):
+            raise InvalidArgumentError(
+                f"space must be a Box or Interval, got {type(space).__name__}"
+            )
+        if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
+            raise InvalidArgumentError(f"the time interval needs finite t0 < t1, got {t0}, {t1}")
+        self.space, self.t0, self.t1 = space, float(t0), float(t1)
+        self.box = Box([*space.low, t0], [*space.high, t1])
+
+    @property
+    def dim(self) -> int:
+        return self.space.dim + 1
+
+    def __repr__(self) -> str:
+        return f"SpaceTime({self.space!r}, {self.t0:g}, {self.t1:g})"
+
+    def sample_interior(self, n, method="uniform", seed=0, dtype=None, device=None):
+        """``n`` points in space x time, shape ``(n, dim)``."""
+        return self.box.sample_interior(n, method, seed, dtype, device)
+
+    def sample_boundary(self, n, method="uniform", seed=0, dtype=None, device=None):
+        """``n`` points on the spatial boundary at times spread over ``[t0, t1]``."""
+        unit = unit_samples(n, self.dim, method, seed)
+        space_unit = self.space._unit_boundary(unit[:, :-1])
+        return self.box._scale(np.concatenate([space_unit, unit[:, -1:]], axis=1), dtype, device)
+
+    def sample_initial(self, n, method="uniform", seed=0, dtype=None, device=None):
+        """``n`` points of the space box at ``t = t0``."""
+        space = self.space.sample_interior(n, method, seed, dtype, device)
+        return torch.cat([space, torch.full_like(space[:, :1], self.t0)], dim=1)
+
+    def contains(self, x: torch.Tensor, tol: float = 1e-12) -> torch.Tensor:
+        return self.box.contains(x, tol)
+
+    def on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+        """Per row: on the spatial boundary (at any time in ``[t0, t1]``)."""
+        return self.box.contains(x, tol) & self.space.on_boundary(x[:, :-1], tol)
+
+    def on_initial(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+        """Per row: in the domain with ``t = t0``."""
+        scale = tol * (self.t1 - self.t0)
+        return self.box.contains(x, tol) & ((x[:, -1] - self.t0).abs() <= scale)
+
+    def boundary_normal(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+        """Outward normals of the spatial boundary, with a zero time component."""
+        self.check_on_boundary(x, tol)
+        normal = self.space.boundary_normal(x[:, :-1], tol)
+        return torch.cat([normal, torch.zeros_like(x[:, :1])], dim=1)
+
+    def check_shape(self, x: torch.Tensor) -> None:
+        self.box.check_shape(x)
+
+    def check_inside(self, x: torch.Tensor, tol: float = 1e-12) -> None:
+        self.box.check_inside(x, tol)
+
+    def check_on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> None:
+        self.check_shape(x)
+        on = self.on_boundary(x, tol)
+        if not bool(on.all()):
+            row = int((~on).nonzero()[0])
+            raise InvalidArgumentError(
+                f"{int((~on).sum())} of {len(x)} points are not on the spatial boundary of "
+                f"{self!r}, e.g. row {row}: {x[row].tolist()}"
+            )
+
+    def check_initial(self, x: torch.Tensor, tol: float = 1e-9) -> None:
+        self.check_shape(x)
+        on = self.on_initial(x, tol)
+        if not bool(on.all()):
+            row = int((~on).nonzero()[0])
+            raise InvalidArgumentError(
+                f"{int((~on).sum())} of {len(x)} points are not at t0 = {self.t0:g} in "
+                f"{self!r}, e.g. row {row}: {x[row].tolist()}"
+            )
+
+
+Domain = Box | SpaceTime
