@@ -161,3 +161,73 @@ def test_a_torn_log_line_is_skipped(tmp_path):
         json.dumps({"step": 1, "loss": 1.0}) + '\n{"step": 2, "lo'
     )
     assert read_metrics_log(tmp_path) == [{"step": 1, "loss": 1.0}]
+
+
+class CurveTask(LineTask):
+    """Fit y = sin(3x) with a small tanh network: Adam alone leaves a visible error."""
+
+    def __init__(self):
+        super().__init__(regularizer=False)
+        torch.manual_seed(0)
+        self.model = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+        self.x, self.y = self.x.double(), torch.sin(3 * self.x.double())
+        self.loss_calls = 0
+
+    def loss(self, model, indices):
+        self.loss_calls += 1
+        return super().loss(model, indices)
+
+
+def test_lbfgs_steps_follow_adam_and_fit_tightly():
+    adam_only, finished = CurveTask(), CurveTask()
+    Trainer(adam_only, config(steps=20, lr=0.01)).fit()
+    Trainer(finished, config(steps=20, lr=0.01, lbfgs_steps=100)).fit()
+    assert adam_only.evaluate(adam_only.model)["val_loss"] > 1e-2
+    assert finished.evaluate(finished.model)["val_loss"] < 1e-5
+
+
+def test_lbfgs_one_iteration_per_step_equals_one_long_lbfgs_run_with_no_extra_solves():
+    # Reference: torch's L-BFGS doing all 30 iterations in one call, from the same start.
+    reference = CurveTask()
+    optimizer = torch.optim.LBFGS(
+        reference.model.parameters(), lr=1.0, max_iter=30, max_eval=10**6, history_size=50,
+        line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
+    )  # fmt: skip
+    everything = torch.arange(reference.num_examples)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = reference.loss(reference.model, everything).loss
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+
+    # The Trainer with steps=1 and lr tiny: the Adam step barely moves the parameters, so start
+    # both from the state after that step.
+    task = CurveTask()
+    trainer = Trainer(task, config(steps=1, lr=1e-300, lbfgs_steps=30))
+    trainer.fit()
+    for a, b in zip(reference.model.parameters(), task.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    # one Adam step's loss, then exactly the evaluations the single run made
+    assert task.loss_calls == 1 + reference.loss_calls
+
+
+def test_resume_inside_the_lbfgs_phase_matches_an_uninterrupted_run(tmp_path):
+    settings = config(steps=10, lr=0.01, lbfgs_steps=30, checkpoint_every=10)
+    full = CurveTask()
+    Trainer(full, settings, run_dir=tmp_path / "full").fit()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(CurveTask(), settings, run_dir=tmp_path / "cut", hooks=[Crash(27)]).fit()
+    resumed = CurveTask()
+    trainer = Trainer(resumed, settings, run_dir=tmp_path / "cut", resume=True)
+    assert trainer.step == 20 and isinstance(trainer.optimizer, torch.optim.LBFGS)
+    trainer.fit()
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_lbfgs_steps_must_not_be_negative():
+    with pytest.raises(InvalidArgumentError, match="lbfgs_steps"):
+        TrainConfig(lbfgs_steps=-1)

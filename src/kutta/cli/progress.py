@@ -45,7 +45,7 @@ class ProgressHook(Hook):
         self.progress.start()
         self.bar = self.progress.add_task(
             "train",
-            total=trainer.config.steps,
+            total=trainer.config.total_steps,
             completed=trainer.step,
             epoch=self._epoch(trainer, trainer.step),
             loss="-",
@@ -74,5 +74,5 @@ class ProgressHook(Hook):
 
     @staticmethod
     def _epoch(trainer: Trainer, step: int) -> str:
-        total = -(-trainer.config.steps // trainer.steps_per_epoch)
+        total = -(-trainer.config.total_steps // trainer.steps_per_epoch)
         return f"{min(step // trainer.steps_per_epoch + 1, total)}/{total}"

@@ -85,6 +85,9 @@ class TrainConfig:
     #: global batch size (summed over all distributed processes)
     batch_size: int = 20
     optimizer: str = "adam"
+    #: after the ``steps`` steps of ``optimizer``, this many L-BFGS iterations (strong Wolfe line
+    #: search) on the whole training set: how PINNs and UDEs are usually brought to a tight fit
+    lbfgs_steps: int = 0
     lr: float = 1e-3
     weight_decay: float = 0.0
     schedule: str = "constant"
@@ -106,6 +109,11 @@ class TrainConfig:
     checkpoint_every: int = 100
     tensorboard: bool = True
 
+    @property
+    def total_steps(self) -> int:
+        """``steps`` of ``optimizer`` plus the ``lbfgs_steps`` that follow them."""
+        return self.steps + self.lbfgs_steps
+
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise UnknownNameError("optimizer", self.optimizer, OPTIMIZERS)
@@ -118,7 +126,7 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "checkpoint_every", "lr_step"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_every", "patience", "num_threads"):
+        for name in ("eval_every", "patience", "num_threads", "lbfgs_steps"):
             if getattr(self, name) < 0:
                 raise InvalidArgumentError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:

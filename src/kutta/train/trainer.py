@@ -143,32 +143,28 @@ class Trainer:
         window_loss = torch.zeros((), device=_device_of(self.model))
         window_steps, window_nfe_fwd, window_nfe_bwd = 0, 0, 0
         grad_norm = torch.zeros(())
-        while self.step < config.steps and not self.stopped_early:
+        while self.step < config.total_steps and not self.stopped_early:
             self.train_model.train()
-            indices = self.batches.indices(self.step)
-            out = self.task.loss(self.train_model, indices)
-            loss = out.loss
-            if config.nfe_weight > 0:
-                if out.regularizer is None:
-                    raise KuttaError("train.nfe_weight > 0, but this experiment has no regularizer")
-                penalty = out.regularizer
-                loss = loss + config.nfe_weight * (penalty() if callable(penalty) else penalty)
-            nfe_forward = self.task.nfe()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            window_nfe_bwd += self.task.nfe() - nfe_forward
-            window_nfe_fwd += nfe_forward
-            if config.grad_clip > 0:
-                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
-            self.optimizer.step()
+            if isinstance(self.optimizer, torch.optim.LBFGS):
+                out, nfe_forward, nfe_backward = self._lbfgs_step()
+            else:
+                indices = self.batches.indices(self.step)
+                out, nfe_forward, nfe_backward = self._loss_and_gradient(indices)
+                if config.grad_clip > 0:
+                    grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+                self.optimizer.step()
             self.scheduler.step()
+            window_nfe_fwd += nfe_forward
+            window_nfe_bwd += nfe_backward
             window_loss += out.loss.detach()
             window_steps += 1
             self.step += 1
+            if self.step == config.steps and config.lbfgs_steps:
+                self._start_lbfgs()
             for hook in self.hooks:
                 hook.on_step(self, self.step)
 
-            last = self.step == config.steps
+            last = self.step == config.total_steps
             evaluate = config.eval_every and (self.step % config.eval_every == 0 or last)
             if self.step % config.log_every == 0 or last or evaluate:
                 mean_loss = mean_over_processes(window_loss / window_steps, self.dist).item()
@@ -199,7 +195,7 @@ class Trainer:
                     hook.on_log(self, record)
                 window_loss = torch.zeros_like(window_loss)
                 window_steps, window_nfe_fwd, window_nfe_bwd = 0, 0, 0
-            if self.step % config.checkpoint_every == 0 and self.step < config.steps:
+            if self.step % config.checkpoint_every == 0 and self.step < config.total_steps:
                 self.save()
         self.elapsed = time.perf_counter() - started
         if config.restore_best and self.best_state is not None:
@@ -215,6 +211,46 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "train_time_s": round(self.elapsed, 3),
         }
+
+    def _loss_and_gradient(self, indices: torch.Tensor) -> tuple[StepOutput, int, int]:
+        """The batch's loss (plus the NFE penalty) and its gradient in ``.grad``; the forward and
+        backward NFE."""
+        out = self.task.loss(self.train_model, indices)
+        loss = out.loss
+        if self.config.nfe_weight > 0:
+            if out.regularizer is None:
+                raise KuttaError("train.nfe_weight > 0, but this experiment has no regularizer")
+            penalty = out.regularizer
+            loss = loss + self.config.nfe_weight * (penalty() if callable(penalty) else penalty)
+        nfe_forward = self.task.nfe()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return out, nfe_forward, self.task.nfe() - nfe_forward
+
+    def _start_lbfgs(self) -> None:
+        """Switch to L-BFGS for the last ``lbfgs_steps`` steps (one iteration per step, so that
+        logging, evaluation and checkpoints work as before)."""
+        # max_eval bounds the line search of the iteration (torch's default, 1.25 * max_iter,
+        # would allow it no evaluation beyond the first): 25 as in the line search's own default
+        self.optimizer = torch.optim.LBFGS(
+            self.model.parameters(),
+            lr=1.0,
+            max_iter=1,
+            max_eval=1 + 25,
+            history_size=50,
+            line_search_fn="strong_wolfe",
+        )
+        self.scheduler = torch.optim.lr_scheduler.ConstantLR(self.optimizer, 1.0, total_iters=0)
+        self._lbfgs_closure = _MemoizedClosure(
+            self._loss_and_gradient, self.model, torch.arange(self.task.num_examples)
+        )
+
+    def _lbfgs_step(self) -> tuple[StepOutput, int, int]:
+        closure = self._lbfgs_closure
+        nfe_before = closure.nfe_forward, closure.nfe_backward
+        loss = self.optimizer.step(closure)
+        out = StepOutput(loss=loss)
+        return out, closure.nfe_forward - nfe_before[0], closure.nfe_backward - nfe_before[1]
 
     def _evaluate(self) -> dict[str, float]:
         """Evaluate (on every process: the parameters are identical, so are the decisions)."""
@@ -258,6 +294,8 @@ class Trainer:
     def _load(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=_device_of(self.model))
         self.model.load_state_dict(state["model"])
+        if state["step"] >= self.config.steps and self.config.lbfgs_steps:
+            self._start_lbfgs()
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
@@ -270,6 +308,43 @@ class Trainer:
     def _path(self, name: str) -> Path:
         assert self.run_dir is not None
         return self.run_dir / name
+
+
+class _MemoizedClosure:
+    """L-BFGS's closure: the loss and gradient on the whole training set, remembering the last
+    evaluation.
+
+    Why the memo: every ``LBFGS.step`` (one iteration here) begins by evaluating the loss at the
+    current parameters, which the previous step's line search has already evaluated, since the
+    point it accepts is one it evaluated. Returning that evaluation saves a solve per iteration.
+    """
+
+    def __init__(
+        self,
+        loss_and_gradient: Callable[[torch.Tensor], tuple[StepOutput, int, int]],
+        model: nn.Module,
+        indices: torch.Tensor,
+    ):
+        self.loss_and_gradient, self.indices = loss_and_gradient, indices
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.memo: tuple[list[torch.Tensor], list[torch.Tensor | None], torch.Tensor] | None = None
+        self.nfe_forward = self.nfe_backward = 0
+
+    def __call__(self) -> torch.Tensor:
+        if self.memo is not None:
+            params, grads, loss = self.memo
+            if all(torch.equal(p, q) for p, q in zip(self.params, params)):
+                for p, g in zip(self.params, grads):
+                    p.grad = None if g is None else g.clone()
+                return loss
+        out, nfe_forward, nfe_backward = self.loss_and_gradient(self.indices)
+        self.nfe_forward += nfe_forward
+        self.nfe_backward += nfe_backward
+        loss = out.loss.detach()
+        snapshot = [p.detach().clone() for p in self.params]
+        grads = [None if p.grad is None else p.grad.clone() for p in self.params]
+        self.memo = (snapshot, grads, loss)
+        return loss
 
 
 def _device_of(model: nn.Module) -> torch.device:
