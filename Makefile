@@ -30,6 +30,7 @@ test: $(VENV)/.test
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.test
+	$(PIP) install -q -e ".[bench,bench-pde]"
 	$(PY) benchmarks/run_all.py
 
 lint: $(VENV)/.test
