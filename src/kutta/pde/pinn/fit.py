@@ -65,8 +65,8 @@ def fit(
         ...     domain.sample_interior(32, "lhs"),
         ...     {"boundary": DirichletBC(domain, domain.sample_boundary(2), 0.0)},
         ... ).double()
-        >>> history = fit(problem, adam_steps=10, lbfgs_steps=200, log_every=50)
-        >>> history.final_loss < 1e-6  # u = x (1 - x)
+        >>> history = fit(problem, adam_steps=10, lbfgs_steps=60, log_every=30)
+        >>> history.final_loss < 1e-4  # u = x (1 - x)
         True
     """
     for name, value in (("adam_steps", adam_steps), ("lbfgs_steps", lbfgs_steps)):

@@ -36,8 +36,11 @@ def _shape(value: object) -> object:
 
 def _grad(column: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Every row's gradient of ``column`` (n,) with respect to its row of ``x``: ``(n, d)``."""
+    # u may not depend on x at all (e.g. a derivative of a polynomial of lower degree): then
+    # the derivative is zero, and so are all higher ones
+    if not column.requires_grad:
+        return torch.zeros_like(x)
     (grad,) = torch.autograd.grad(column.sum(), x, create_graph=True, allow_unused=True)
-    # u may not depend on x at all (a constant network output): then the derivative is zero
     return torch.zeros_like(x) if grad is None else grad
 
 
