@@ -114,12 +114,12 @@ def bench_default_brownian(repeats: int) -> None:
         _row(f"neural SDE solve, {method}, default bm (bm=None)", t_k, t_t)
 
 
-def bench_neural_sde(repeats: int) -> None:
+def bench_neural_sde(repeats: int, methods=("euler", "srk")) -> None:
     torch.manual_seed(0)
     sde = NeuralSDE()
     y0 = torch.full((BATCH, STATE), 0.1)
     ts = torch.tensor([0.0, 1.0])
-    for method in ("euler", "srk"):
+    for method in methods:
         levy = "space-time" if method == "srk" else "none"
 
         def make_bms(entropy=0, levy=levy):
@@ -134,9 +134,11 @@ def bench_neural_sde(repeats: int) -> None:
                 0.0, 1.0, **kwargs
             )
 
-        def solve_kutta(method=method):
+        def solve_kutta(method=method, options=None):
             with torch.no_grad():
-                return ksde.sdeint(sde, y0, ts, bm=make_bms()[0], method=method, dt=1e-2)
+                return ksde.sdeint(
+                    sde, y0, ts, bm=make_bms()[0], method=method, dt=1e-2, options=options
+                )
 
         def solve_torchsde(method=method):
             with torch.no_grad():
@@ -164,11 +166,21 @@ def bench_neural_sde(repeats: int) -> None:
             extra=f"NFE {nfe_k} vs {nfe_t}; mean abs error vs dt=1e-4 reference {err_k:.2e} vs {err_t:.2e}",
         )
 
-        def solve_native(method=method, bm=None):
+        if method in COMPILED_METHODS:
+            _compiled_row(
+                f"neural SDE solve, {method}, compile=True",
+                lambda method=method: solve_kutta(method, COMPILE),
+                solve_torchsde,
+                repeats,
+                lambda m=method, ys=ys_k: (solve_kutta(m, COMPILE) - ys).abs().max().item(),
+            )
+
+        def solve_native(method=method, bm=None, options=None):
             # The same solve through kutta.solve: an SDE term in the shared loop.
             term = SDETerm(sde.f, sde.g, noise_type="diagonal", bm=bm or make_bms()[0])
+            sde_method = ksde.SDEMethod(method, options=options)
             with torch.no_grad():
-                return kutta.solve(term, y0, ts, method=method, step_size=1e-2).ys
+                return kutta.solve(term, y0, ts, method=sde_method, step_size=1e-2).ys
 
         solve_native()
         t_k, t_t = _interleaved(solve_native, solve_torchsde, repeats)
@@ -180,10 +192,24 @@ def bench_neural_sde(repeats: int) -> None:
             extra=f"max difference from kutta.sde.sdeint on the same path: {gap:.1e}",
         )
 
-        def grad_kutta(method=method):
+        if method in COMPILED_METHODS:
+            _compiled_row(
+                f"neural SDE solve through kutta.solve(SDETerm), {method}, compile=True",
+                lambda method=method: solve_native(method, options=COMPILE),
+                solve_torchsde,
+                repeats,
+                lambda m=method, bm=bm_k, ys=ys_k: (
+                    (solve_native(m, bm=bm, options=COMPILE) - ys).abs().max().item()
+                ),
+            )
+
+        def grad_kutta(method=method, options=None):
             sde.zero_grad()
-            ys = ksde.sdeint_adjoint(sde, y0, ts, bm=make_bms()[0], method=method, dt=1e-2)
+            ys = ksde.sdeint_adjoint(
+                sde, y0, ts, bm=make_bms()[0], method=method, dt=1e-2, options=options
+            )
             ys[-1].pow(2).mean().backward()
+            return [p.grad.clone() for p in sde.parameters()]
 
         def grad_torchsde(method=method):
             sde.zero_grad()
@@ -199,6 +225,37 @@ def bench_neural_sde(repeats: int) -> None:
         grad_torchsde()
         nfe_t = sde.nfe
         _row(f"neural SDE adjoint gradient, {method}", t_k, t_t, extra=f"NFE {nfe_k} vs {nfe_t}")
+        if method in COMPILED_METHODS:
+
+            def gap(method=method):
+                eager, compiled = grad_kutta(method), grad_kutta(method, COMPILE)
+                return max(
+                    ((a - b).abs().max() / a.abs().max()).item() for a, b in zip(eager, compiled)
+                )
+
+            _compiled_row(
+                f"neural SDE adjoint gradient, {method}, compile=True",
+                lambda method=method: grad_kutta(method, COMPILE),
+                grad_torchsde,
+                repeats,
+                gap,
+                what="relative gradient difference from eager",
+            )
+
+
+COMPILED_METHODS = ("euler",)  # methods with a compiled step (options={"compile": True})
+COMPILE = {"compile": True}
+
+
+def _compiled_row(name, fn_kutta, fn_torchsde, repeats, difference, what=None):
+    """A row of the compiled variant: the first call's wall time (mostly the one-time
+    torch.compile cost, once per process) is reported apart from the warm medians."""
+    start = time.perf_counter()
+    fn_kutta()
+    first = time.perf_counter() - start
+    t_k, t_t = _interleaved(fn_kutta, fn_torchsde, repeats)
+    what = what or "max difference from the eager solve on the same path"
+    _row(name, t_k, t_t, extra=f"first call (compiles) {first:.1f} s; {what}: {difference():.1e}")
 
 
 class StratonovichNeuralSDE(NeuralSDE):
@@ -282,6 +339,10 @@ def main() -> None:
         "--skip-default-bm", action="store_true", help="skip the bm=None solves (slow in torchsde)"
     )
     parser.add_argument("--only-brownian", action="store_true")
+    parser.add_argument(
+        "--methods", nargs="+", default=["euler", "srk"], help="neural SDE methods to time"
+    )
+    parser.add_argument("--skip-reversible-heun", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -294,8 +355,9 @@ def main() -> None:
     if not args.only_brownian:
         if not args.skip_default_bm:
             bench_default_brownian(args.repeats)
-        bench_neural_sde(args.repeats)
-        bench_reversible_heun(args.repeats)
+        bench_neural_sde(args.repeats, args.methods)
+        if not args.skip_reversible_heun:
+            bench_reversible_heun(args.repeats)
     if not args.skip_brownian:
         bench_brownian(args.brownian_repeats, args.queries)
 

@@ -18,6 +18,7 @@ import torch
 
 from kutta.errors import InvalidArgumentError
 from kutta.sde.base import SDEView
+from kutta.sde.compiled import COMPILE, check_compile_option, compile_target, euler_step
 from kutta.sde.settings import (
     LEVY_AREA_APPROXIMATIONS,
     METHOD_OPTIONS,
@@ -46,15 +47,25 @@ class Method:
     strong_order: float
     weak_order: float
     options: tuple[str, ...] = ()
+    compilable = False  # whether options={"compile": True} gives a compiled step
 
     def __init__(self, sde: SDEView, bm, options: dict):
-        unknown = sorted(set(options) - set(self.options))
+        valid_options = (*self.options, COMPILE) if self.compilable else self.options
+        unknown = sorted(set(options) - set(valid_options))
         if unknown:
-            valid = list(self.options) or "none"
+            valid = list(valid_options) or "none"
+            hint = (
+                f" ('compile' is supported by {compiled_methods()})" if COMPILE in unknown else ""
+            )
             raise InvalidArgumentError(
-                f"method {self.name!r} got unknown options {unknown}; valid: {valid}"
+                f"method {self.name!r} got unknown options {unknown}; valid: {valid}{hint}"
             )
         self.sde, self.bm, self.opts = sde, bm, options
+        # The compiled step's target; None for an eager step (not asked for, or an SDE wrapper
+        # that would recompile every solve: see kutta.sde.compiled).
+        self.compiled = None
+        if check_compile_option(options.get(COMPILE, False)):
+            self.compiled = compile_target(sde)
 
     def time(self, t: float, like: torch.Tensor) -> torch.Tensor:
         # scalar_tensor: the value of torch.tensor(t, ...), in about half the time
@@ -72,8 +83,12 @@ class Euler(Method):
 
     name, sde_type, strong_order, weak_order = METHODS.euler, SDE_TYPES.ito, 0.5, 1.0
 
+    compilable = True
+
     def step(self, t0, t1, y, extra):
         dw = self.bm(t0, t1)
+        if self.compiled is not None:
+            return euler_step(self.compiled, t0, t1, y, dw), extra
         f, g_dw = self.sde.f_and_g_prod(self.time(t0, y), y, dw)
         return y + (t1 - t0) * f + g_dw, extra
 
@@ -386,6 +401,13 @@ _STRATONOVICH = {
     for cls in (EulerHeun, Heun, Midpoint, MilsteinStratonovich, ReversibleHeun, LogODEMidpoint)
 }
 METHOD_CLASSES = {SDE_TYPES.ito: _ITO, SDE_TYPES.stratonovich: _STRATONOVICH}
+
+
+def compiled_methods() -> list[str]:
+    """Names of the methods with a compiled step (``options={"compile": True}``)."""
+    return sorted(
+        {cls.name for table in METHOD_CLASSES.values() for cls in table.values() if cls.compilable}
+    )
 
 
 def methods_supporting(sde_type: str, noise_type: str) -> list[str]:

@@ -85,6 +85,8 @@ class _CountedSDE:
     def __init__(self, term: Any, counter: Counter):
         self.term, self.counter = term, counter
         self.noise_type, self.sde_type = term.noise_type, term.sde_type
+        # A compiled step traces the term itself (stable across solves) and counts here.
+        self.compile_target = (term, counter)
 
     def f(self, t, y):
         self.counter.calls += 1

@@ -1,0 +1,283 @@
+"""Optional ``torch.compile``-d SDE steps: ``options={"compile": True}``.
+
+Why: a fixed SDE step on a small neural SDE is a dozen small operations around two MLP calls,
+and at batch 256 their dispatch and the unfused bias/activation kernels cost about as much as the
+arithmetic. Compiled, an Euler–Maruyama step (drift, diffusion, the noise product and the update)
+is one graph; a step of the stochastic adjoint's backward midpoint method (two adjoint
+increments, each a vector-Jacobian product through drift and diffusion, for an Itô SDE through
+the Itô-to-Stratonovich correction too) is one graph of forward and backward kernels, written
+with ``torch.func`` because ``torch.autograd.grad`` cannot be traced. The Brownian increments are
+drawn eagerly and passed in.
+
+As in :mod:`kutta.solvers.compiled`: the traced function calls the user's own SDE object, whose
+identity is stable across solves (wrappers made per solve, as ``names=...`` and ``logqp=True``
+make, would recompile every solve, so those solves take the eager step, which computes the same
+thing); times and step sizes are 0-dim tensors, never host floats; each step kind and
+:class:`~kutta.solvers.compiled.GradMode` has a function (code object) of its own, because the
+graphs of one function share torch's recompile limit of 8.
+
+The adjoint's step reparametrizes the SDE with ``torch.func.functional_call``, so it needs an
+``nn.Module`` SDE whose adjoint parameters are its own parameters, diagonal noise (or a
+Stratonovich SDE), and no ``g_prod``/``f_and_g_prod`` overrides; otherwise it is eager.
+
+Example:
+    >>> import torch, kutta.sde as torchsde
+    >>> class OU(torchsde.SDEIto):
+    ...     def __init__(self):
+    ...         super().__init__(noise_type="diagonal")
+    ...     def f(self, t, y):
+    ...         return -y
+    ...     def g(self, t, y):
+    ...         return 0.1 * torch.ones_like(y)
+    >>> sde, y0 = OU(), torch.ones(4, 2)
+    >>> bm = torchsde.BrownianInterval(0.0, 1.0, size=(4, 2), entropy=0)
+    >>> ys = torchsde.sdeint(sde, y0, [0.0, 1.0], bm=bm, method="euler", dt=0.1,
+    ...                      options={"compile": True})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, vjp
+
+from kutta.sde.base import LogqpSDE, RenamedSDE, batch_mvp
+from kutta.solvers.compiled import GradMode, grad_mode
+
+COMPILE = "compile"  # the option's name in ``options`` / ``adjoint_options``
+
+
+@dataclasses.dataclass(frozen=True)
+class SDETarget:
+    """The SDE object a compiled step traces, and how to count its evaluations.
+
+    ``counter`` (``kutta.solve``'s evaluation count, or None) gains a step's drift and
+    diffusion evaluations after each compiled step, as the eager step's counting wrapper would.
+    """
+
+    sde: Any
+    diagonal: bool
+    counter: Any = None
+
+    def count(self, evaluations: int) -> None:
+        if self.counter is not None:
+            self.counter.calls += evaluations
+
+
+def compile_target(view: Any) -> SDETarget | None:
+    """What a compiled step of ``view`` (a :class:`~kutta.sde.base.SDEView`) traces, or None
+    when the SDE is a per-solve wrapper (``names=...``, ``logqp=True``): the eager step then."""
+    sde, counter = view.sde, None
+    if isinstance(sde, (RenamedSDE, LogqpSDE)):
+        return None
+    inner = getattr(sde, "compile_target", None)  # kutta.solve's counting wrapper
+    if inner is not None:
+        sde, counter = inner
+    return SDETarget(sde, view.diagonal, counter)
+
+
+def check_compile_option(value: Any) -> bool:
+    """The ``compile`` option's value, which must be a bool."""
+    if not isinstance(value, bool):
+        from kutta.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"options['compile'] must be True or False, got {value!r}")
+    return value
+
+
+_COMPILED: dict[tuple[Callable, GradMode], Callable] = {}
+
+
+def _compiled(fn: Callable, mode: GradMode) -> Callable:
+    """``torch.compile(fn)`` with a code object of its own per grad mode (see the module doc)."""
+    key = (fn, mode)
+    if key not in _COMPILED:
+        # SDEs that count their own calls (``self.nfe += 1``) would otherwise recompile at every
+        # step: dynamo treats integer attributes of modules as constants unless told not to.
+        torch._dynamo.config.allow_unspec_int_on_nn_module = True
+        name = f"{fn.__name__}_{mode.name}"
+        own = types.FunctionType(
+            fn.__code__.replace(co_name=name), fn.__globals__, name, fn.__defaults__
+        )
+        _COMPILED[key] = torch.compile(own)
+    return _COMPILED[key]
+
+
+# The dispatch of kutta.sde.base.SDEView over the optional SDE methods, on the user's object
+# (traced: dynamo resolves the hasattr checks once per SDE class and guards on them).
+
+
+def _f_and_g(sde, t, y):
+    if hasattr(sde, "f_and_g"):
+        return sde.f_and_g(t, y)
+    return sde.f(t, y), sde.g(t, y)
+
+
+def _prod(sde, diagonal, g, v):
+    if hasattr(sde, "prod"):
+        return sde.prod(g, v)
+    return g * v if diagonal else batch_mvp(g, v)
+
+
+def _f_and_g_prod(sde, diagonal, t, y, v):
+    if hasattr(sde, "f_and_g_prod"):
+        return sde.f_and_g_prod(t, y, v)
+    if hasattr(sde, "g_prod"):
+        f = sde.f(t, y) if hasattr(sde, "f") else sde.f_and_g(t, y)[0]
+        return f, sde.g_prod(t, y, v)
+    f, g = _f_and_g(sde, t, y)
+    return f, _prod(sde, diagonal, g, v)
+
+
+def _euler_step(sde, diagonal, t, h, y, dw):
+    f, g_dw = _f_and_g_prod(sde, diagonal, t, y, dw)
+    return y + h * f + g_dw
+
+
+def euler_step(target: SDETarget, t0: float, t1: float, y: torch.Tensor, dw: torch.Tensor):
+    """One compiled Euler–Maruyama step from ``(t0, y)`` to ``t1`` with Brownian increment ``dw``
+    (the eager :class:`~kutta.sde.methods.Euler` step's arithmetic, fused)."""
+    t = torch.scalar_tensor(t0, dtype=y.dtype, device=y.device)
+    h = torch.scalar_tensor(t1 - t0, dtype=y.dtype, device=y.device)
+    y1 = _compiled(_euler_step, grad_mode(y))(target.sde, target.diagonal, t, h, y, dw)
+    target.count(2)
+    return y1
+
+
+class _Fields(nn.Module):
+    """The SDE's drift and/or diffusion as ``forward``, so that ``functional_call`` can evaluate
+    them with the adjoint's parameters swapped in (parameter names get the prefix ``sde.``)."""
+
+    def __init__(self, sde: nn.Module):
+        super().__init__()
+        self.sde = sde
+
+    def forward(self, t, y, which: str):
+        if which == "f":
+            return self.sde.f(t, y) if hasattr(self.sde, "f") else self.sde.f_and_g(t, y)[0]
+        if which == "g":
+            return self.sde.g(t, y) if hasattr(self.sde, "g") else self.sde.f_and_g(t, y)[1]
+        return _f_and_g(self.sde, t, y)
+
+
+# One wrapper per SDE object, kept while the SDE lives: a new one per solve would recompile.
+_FIELDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclasses.dataclass(frozen=True)
+class AdjointTarget:
+    """What the compiled adjoint step traces: the wrapped SDE and its adjoint parameters by name."""
+
+    fields: _Fields
+    names: tuple[str, ...]
+    ito: bool
+    diagonal: bool
+    counter: Any = None
+
+
+def adjoint_target(view: Any, params: tuple) -> AdjointTarget | None:
+    """The compiled adjoint step's target, or None when the step must stay eager (see the
+    module doc for the conditions)."""
+    target = compile_target(view)
+    if target is None or not isinstance(target.sde, nn.Module):
+        return None
+    sde = target.sde
+    if any(hasattr(sde, name) for name in ("g_prod", "f_and_g_prod")):
+        return None
+    ito = view.sde_type == "ito"
+    if view.noise_type == "additive" or (ito and not target.diagonal):
+        return None
+    if sde not in _FIELDS:
+        _FIELDS[sde] = _Fields(sde)
+    fields = _FIELDS[sde]
+    name_of = {id(p): name for name, p in fields.named_parameters()}
+    if any(id(p) not in name_of for p in params):
+        return None
+    names = tuple(name_of[id(p)] for p in params)
+    return AdjointTarget(fields, names, ito, target.diagonal, target.counter)
+
+
+def _adjoint_change(fields, ito, diagonal, params, t, h, y, v):
+    """``h * drift + g v`` of the SDE at ``y`` with Stratonovich drift (for an Itô SDE with
+    diagonal noise: ``f - ½ g ∂g/∂y``, as kutta.sde.base.SDEView.g_dg_prod computes it)."""
+    if ito:
+        f = functional_call(fields, params, (t, y, "f"))
+        g, g_vjp = vjp(lambda state: functional_call(fields, params, (t, state, "g")), y)
+        (correction,) = g_vjp(g)
+        drift = torch.sub(f, correction, alpha=0.5)
+    else:
+        drift, g = functional_call(fields, params, (t, y, "fg"))
+    return h * drift + _prod(fields.sde, diagonal, g, v)
+
+
+def _adjoint_increment(fields, ito, diagonal, params, t, h, y, a, v, with_params):
+    """The adjoint SDE's flat increment ``(-change, aᵀ ∂change/∂y, aᵀ ∂change/∂θ)``."""
+    if with_params:
+        change, change_vjp = vjp(
+            lambda p, state: _adjoint_change(fields, ito, diagonal, p, t, h, state, v), params, y
+        )
+        grad_params, grad_y = change_vjp(a)
+        pieces = [grad_params[name].reshape(-1) for name in params]
+    else:
+        change, change_vjp = vjp(
+            lambda state: _adjoint_change(fields, ito, diagonal, params, t, h, state, v), y
+        )
+        (grad_y,) = change_vjp(a)
+        pieces = [torch.zeros_like(p).reshape(-1) for p in params.values()]
+    return torch.cat([-change.reshape(-1), grad_y.reshape(-1), *pieces])
+
+
+def _adjoint_midpoint_step(fields, ito, diagonal, params, numel, shape, t0, t_mid, h, state, v):
+    """The backward midpoint step on the adjoint SDE (kutta.sde.adjoint._AdjointMidpoint): a
+    half step whose parameter part is left out (the adjoint field does not read it)."""
+
+    def increment(t, state, with_params):
+        y = state[:numel].view(shape)
+        a = state[numel : 2 * numel].view(shape)
+        return _adjoint_increment(fields, ito, diagonal, params, t, h, y, a, v, with_params)
+
+    state_mid = torch.add(state, increment(t0, state, False), alpha=0.5)
+    return state + increment(t_mid, state_mid, True)
+
+
+def adjoint_midpoint_step(
+    target: AdjointTarget,
+    params: tuple,
+    shape: torch.Size,
+    s0: float,
+    s1: float,
+    state: torch.Tensor,
+    v: torch.Tensor,
+) -> torch.Tensor:
+    """One compiled backward midpoint step of the adjoint SDE in reversed time ``s`` from
+    ``s0`` to ``s1`` (the SDE's time is ``-s``), ``v`` the reversed Brownian increment."""
+    h = s1 - s0
+    like = state
+    # The eager step evaluates the SDE at t = -(s) for s = s0 and s0 + h / 2 (rounded on the host).
+    t0 = -torch.scalar_tensor(s0, dtype=like.dtype, device=like.device)
+    t_mid = -torch.scalar_tensor(s0 + 0.5 * h, dtype=like.dtype, device=like.device)
+    h_tensor = torch.scalar_tensor(h, dtype=like.dtype, device=like.device)
+    named = dict(zip(target.names, params))
+    step = _compiled(_adjoint_midpoint_step, grad_mode(state))
+    out = step(
+        target.fields,
+        target.ito,
+        target.diagonal,
+        named,
+        shape.numel(),
+        shape,
+        t0,
+        t_mid,
+        h_tensor,
+        state,
+        v,
+    )
+    if target.counter is not None:
+        target.counter.calls += 4  # two increments, each one drift and one diffusion evaluation
+    return out
