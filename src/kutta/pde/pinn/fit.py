@@ -61,11 +61,11 @@ def fit(
         >>> _ = torch.manual_seed(0)
         >>> domain = Interval(0.0, 1.0)
         >>> problem = PINNProblem(
-        ...     mlp(1, 1, hidden=10, depth=2), lambda x, u, ops: ops.partial(0, 0) + 2.0, domain,
-        ...     domain.sample_interior(32, "lhs"),
+        ...     mlp(1, 1, hidden=8, depth=1), lambda x, u, ops: ops.partial(0, 0) + 2.0, domain,
+        ...     domain.sample_interior(16, "lhs"),
         ...     {"boundary": DirichletBC(domain, domain.sample_boundary(2), 0.0)},
         ... ).double()
-        >>> history = fit(problem, adam_steps=10, lbfgs_steps=60, log_every=30)
+        >>> history = fit(problem, adam_steps=10, lbfgs_steps=40, log_every=20)
         >>> history.final_loss < 1e-4  # u = x (1 - x)
         True
     """
@@ -113,35 +113,84 @@ def fit(
 
     started = time.perf_counter()
     if lbfgs_steps:
-        lbfgs = torch.optim.LBFGS(
-            parameters,
+        stepper = LBFGSStepper(problem, history_size=history_size, tolerance_grad=tolerance_grad)
+        while stepper.iterations < lbfgs_steps:
+            advanced = stepper.step(min(log_every, lbfgs_steps - stepper.iterations))
+            record(adam_steps + stepper.iterations, "lbfgs", problem.losses())
+            if advanced == 0:  # converged: the gradient is below tolerance_grad
+                break
+        history.lbfgs_iterations = stepper.iterations
+    history.lbfgs_time_s = time.perf_counter() - started
+    return history
+
+
+class LBFGSStepper:
+    """L-BFGS (``torch.optim.LBFGS``, strong Wolfe line search) on ``problem.loss()``, run a
+    few iterations at a time.
+
+    ``torch.optim.LBFGS.step`` starts by evaluating the loss at the current parameters, which
+    the previous call's line search has already done; the last evaluation is remembered (keyed
+    by the exact parameter values), so stepping one iteration at a time costs no extra
+    evaluations. History and curvature pairs persist between calls.
+
+    Example:
+        >>> from kutta.pde.pinn import Interval, PINNProblem, mlp
+        >>> domain = Interval(0.0, 1.0)
+        >>> problem = PINNProblem(mlp(1, 1, hidden=4, depth=1), lambda x, u, ops: u[:, 0] - 1.0,
+        ...                       domain, domain.sample_interior(8))
+        >>> stepper = LBFGSStepper(problem)
+        >>> stepper.step(3), stepper.iterations
+        (3, 3)
+    """
+
+    def __init__(self, problem: PINNProblem, history_size: int = 50, tolerance_grad: float = 1e-8):
+        self.problem = problem
+        self.parameters = [p for p in problem.parameters() if p.requires_grad]
+        if not self.parameters:
+            raise InvalidArgumentError("the problem has no trainable parameters")
+        self.optimizer = torch.optim.LBFGS(
+            self.parameters,
             lr=1.0,
-            max_iter=min(log_every, lbfgs_steps),
-            max_eval=math.ceil(1.25 * min(log_every, lbfgs_steps)),
             tolerance_grad=tolerance_grad,
+            # 0: never stop on a small change of the loss (PINN losses decrease in tiny steps)
             tolerance_change=0.0,
             history_size=history_size,
             line_search_fn="strong_wolfe",
         )
+        self.evaluations = 0
+        self._last: tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]] | None = None
 
-        def closure() -> torch.Tensor:
-            lbfgs.zero_grad(set_to_none=True)
-            loss = problem.loss()
-            loss.backward()
-            return loss
+    @property
+    def iterations(self) -> int:
+        return int(self.optimizer.state[self.parameters[0]].get("n_iter", 0))
 
-        done = 0
-        while done < lbfgs_steps:
-            chunk = min(log_every, lbfgs_steps - done)
-            lbfgs.param_groups[0]["max_iter"] = chunk
-            lbfgs.param_groups[0]["max_eval"] = math.ceil(1.25 * chunk)
-            lbfgs.step(closure)
-            advanced = lbfgs.state[parameters[0]]["n_iter"] - done
-            done += advanced
-            with torch.enable_grad():
-                record(adam_steps + done, "lbfgs", problem.losses())
-            if advanced == 0:  # converged: the gradient is below tolerance_grad
-                break
-        history.lbfgs_iterations = done
-    history.lbfgs_time_s = time.perf_counter() - started
-    return history
+    @property
+    def last_loss(self) -> torch.Tensor:
+        """The loss at the last evaluated parameters (NaN before the first step)."""
+        return self._last[1] if self._last is not None else torch.tensor(math.nan)
+
+    def step(self, iterations: int = 1) -> int:
+        """Run up to ``iterations`` iterations (at most 1.25 evaluations each on average, as
+        DeepXDE does); returns how many ran (0 once the gradient is below tolerance)."""
+        before = self.iterations
+        group = self.optimizer.param_groups[0]
+        group["max_iter"], group["max_eval"] = iterations, math.ceil(1.25 * iterations) + 1
+        self.optimizer.step(self._closure)
+        return self.iterations - before
+
+    def _closure(self) -> torch.Tensor:
+        flat = torch.cat([p.detach().reshape(-1) for p in self.parameters])
+        if self._last is not None and torch.equal(flat, self._last[0]):
+            for parameter, grad in zip(self.parameters, self._last[2]):
+                parameter.grad = grad.clone()
+            return self._last[1]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.problem.loss()
+        loss.backward()
+        self.evaluations += 1
+        grads = [
+            torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+            for p in self.parameters
+        ]
+        self._last = (flat, loss.detach(), grads)
+        return loss.detach()

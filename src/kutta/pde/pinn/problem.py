@@ -149,9 +149,11 @@ class PINNProblem(nn.Module):
             )
         return r.reshape(len(x), -1)
 
-    def losses(self) -> dict[str, torch.Tensor]:
-        """Each term's unweighted mean squared residual."""
-        terms = {PDE_TERM: self.pde_residual(self.collocation).pow(2).mean()}
+    def losses(self, collocation: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each term's unweighted mean squared residual; the PDE term at ``collocation`` if
+        given (e.g. a mini-batch of the collocation points), else at all of them."""
+        points = self.collocation if collocation is None else collocation
+        terms = {PDE_TERM: self.pde_residual(points).pow(2).mean()}
         for name, condition in self.conditions.items():
             terms[name] = condition.residual(self.network).pow(2).mean()
         return terms

@@ -1,0 +1,114 @@
+"""The pinn-burgers experiment: its data and scores follow the stated problem, a short run
+trains through both phases (Adam by the Trainer, then L-BFGS), and options are checked."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import kutta.experiments.pinn_burgers as pinn_burgers  # registers "pinn-burgers"
+from kutta.errors import InvalidArgumentError, UnknownNameError
+from kutta.experiments import get_experiment
+from kutta.experiments import run as runs
+from kutta.pde.burgers_exact import burgers_exact
+from kutta.pde.pinn import Derivatives, fit
+from kutta.train.trainer import read_metrics_log
+
+TINY = [
+    "data.num_collocation=200",
+    "data.num_initial=20",
+    "data.num_boundary=20",
+    "data.grid_x=64",
+    "data.grid_t=20",
+    "model.depth=3",
+    "train.batch_size=200",
+    "train.steps=40",
+    "pinn.adam_steps=20",
+    "train.eval_every=20",
+    "train.log_every=5",
+    "train.checkpoint_every=20",
+]
+
+
+def _config(*overrides):
+    return runs.resolve_config(get_experiment("pinn-burgers"), overrides=[*TINY, *overrides])
+
+
+def test_problem_data_follow_burgers_setup():
+    config = _config()
+    torch.manual_seed(0)
+    task = pinn_burgers.PINNBurgersTask(config, torch.device("cpu"), torch.float64)
+    initial = task.problem.conditions["initial"]
+    assert bool((initial.points[:, 1] == 0).all())
+    torch.testing.assert_close(initial.target, -torch.sin(math.pi * initial.points[:, 0]))
+    boundary = task.problem.conditions["boundary"]
+    assert set(boundary.points[:, 0].tolist()) == {-1.0, 1.0} and bool((boundary.target == 0).all())
+    grid = task.grid.numpy()
+    np.testing.assert_array_equal(task.exact.numpy(), burgers_exact(grid[:, 0], grid[:, 1]))
+    assert grid[:, 1].max() == pytest.approx(0.99) and len(grid) == 64 * 20
+    # the residual is Burgers' operator: for u = x t, u_t + u u_x - nu u_xx = x + x t**2
+    x = task.problem.collocation[:5].clone().requires_grad_(True)
+    u = (x[:, 0] * x[:, 1])[:, None]
+    residual = task.problem.residual_fn(x, u, Derivatives(x, u))
+    torch.testing.assert_close(residual, x[:, 0] + x[:, 0] * x[:, 1] ** 2)
+
+
+def test_short_run_trains_both_phases_and_writes_a_run(tmp_path):
+    result = runs.train("pinn-burgers", overrides=TINY, out=tmp_path)
+    metrics = result.metrics["metrics"]
+    records = read_metrics_log(tmp_path)
+    adam_end = [r for r in records if r["step"] == 20][0]["loss"]
+    assert records[-1]["step"] == 40 and records[-1]["loss"] < adam_end
+    assert 0 < metrics["relative_l2"] < 1.2 and metrics["lbfgs_evaluations"] >= 20
+    assert metrics["loss"] == pytest.approx(
+        metrics["loss_pde"] + metrics["loss_initial"] + metrics["loss_boundary"]
+    )
+    assert sorted(p.name for p in result.plots) == ["loss.png", "nfe.png", "solution.png"]
+    assert "relative L2 error" in result.summary
+    # the saved run reloads to the same score
+    assert runs.evaluate(tmp_path)["relative_l2"] == pytest.approx(
+        metrics["relative_l2"], rel=1e-10
+    )
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert int(state["model"]["steps_taken"]) == 40
+
+
+def test_trainer_schedule_is_the_fit_functions_schedule(tmp_path):
+    # Adam steps through the Trainer, then one L-BFGS iteration per Trainer step, give the
+    # same result as pde.pinn.fit with the same schedule (full-batch Adam sums the points in a
+    # shuffled order, so equal to rounding, not bitwise)
+    config = _config("train.steps=30", "pinn.adam_steps=15")
+    torch.manual_seed(config.train.seed)
+    direct = pinn_burgers.PINNBurgersTask(config, torch.device("cpu"), torch.float64)
+    fit(direct.problem, adam_steps=15, lr=config.train.lr, lbfgs_steps=15, log_every=15)
+    result = runs.train(
+        "pinn-burgers", overrides=[*TINY, "train.steps=30", "pinn.adam_steps=15"], out=tmp_path
+    )
+    assert result.metrics["metrics"]["relative_l2"] == pytest.approx(
+        direct.evaluate(direct.model)["val_loss"], rel=1e-6
+    )
+
+
+def test_inverse_problem_reports_the_learned_coefficients(tmp_path):
+    result = runs.train(
+        "pinn-burgers",
+        overrides=[*TINY, "data.inverse=true", "data.num_observations=100"],
+        out=tmp_path,
+    )
+    metrics = result.metrics["metrics"]
+    assert metrics["lambda1"] != 0.0 and metrics["lambda2"] != pytest.approx(math.exp(-6))
+    assert metrics["lambda1_error_percent"] == pytest.approx(100 * abs(metrics["lambda1"] - 1))
+    assert set(k for k in metrics if k.startswith("loss_")) == {"loss_pde", "loss_data"}
+    assert "lambda2" in result.summary
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        _config("train.batch_size=500")
+    with pytest.raises(UnknownNameError, match="weighting"):
+        _config("pinn.weighting=softadapt")
+    with pytest.raises(UnknownNameError, match="sampling"):
+        _config("data.sampling=grid")
+    with pytest.raises(InvalidArgumentError, match="forward problem"):
+        _config("data.inverse=true", "pinn.weighting=annealing")
