@@ -54,7 +54,9 @@ def test_compile_option_is_validated():
     with pytest.raises(InvalidArgumentError, match="compile"):
         ksde.sdeint(sde, Y0, TS, bm=_bm(), method="euler", dt=0.1, options={"compile": "yes"})
     # a method without a compiled step says which methods have one
-    with pytest.raises(InvalidArgumentError, match="'compile' is supported by \\['euler'\\]"):
+    with pytest.raises(
+        InvalidArgumentError, match="'compile' is supported by \\['euler', 'reversible_heun'\\]"
+    ):
         ksde.sdeint(sde, Y0, TS, method="milstein", dt=0.1, options={"compile": True})
     with pytest.raises(InvalidArgumentError, match="unknown options \\['fast'\\]"):
         ksde.sdeint(sde, Y0, TS, method="euler", dt=0.1, options={"fast": True})
@@ -176,3 +178,37 @@ def test_kutta_solve_takes_the_compiled_step_with_its_counts():
     assert fast.stats["nfe"] == eager.stats["nfe"]
     assert fast.stats["n_steps"] == eager.stats["n_steps"] == 20
     torch.testing.assert_close(fast.ys, eager.ys, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noise_type", ["diagonal", "general"])
+def test_compiled_reversible_heun_adjoint_equals_backprop(noise_type):
+    # Kidger et al. (2021): the reversible Heun adjoint recovers the forward states exactly, so
+    # its gradients equal backpropagation's to round-off; the compiled steps must keep that.
+    sde = MLPSDE(noise_type, "stratonovich")
+    bm = _bm(D if noise_type == "diagonal" else 2)
+    y0 = Y0.clone().requires_grad_(True)
+    inputs = (y0, *sde.parameters())
+
+    def loss(ys):
+        return (
+            (ys[1:] * torch.linspace(0.5, 1.5, 2, dtype=torch.float64).view(2, 1, 1)).pow(2).sum()
+        )
+
+    options = {"compile": True}
+    compiled._COMPILED.clear()
+    ys_fast = ksde.sdeint_adjoint(
+        sde, y0, TS, bm=bm, method="reversible_heun", dt=0.05, options=options
+    )
+    fast = torch.autograd.grad(loss(ys_fast), inputs)
+    used = {fn for fn, _ in compiled._COMPILED}
+    assert used == {compiled._reversible_heun_step, compiled._reversible_heun_back}
+    ys = ksde.sdeint(sde, y0, TS, bm=bm, method="reversible_heun", dt=0.05)
+    backprop = torch.autograd.grad(loss(ys), inputs)
+    torch.testing.assert_close(ys_fast, ys, rtol=1e-12, atol=1e-12)
+    for a, b in zip(fast, backprop):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # sdeint's own reversible Heun step takes the same compiled step
+    with torch.no_grad():
+        solved = ksde.sdeint(sde, Y0, TS, bm=bm, method="reversible_heun", dt=0.05, options=options)
+    torch.testing.assert_close(solved, ys.detach(), rtol=1e-12, atol=1e-12)

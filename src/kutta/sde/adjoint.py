@@ -23,7 +23,14 @@ from torch import nn
 from kutta.errors import InvalidArgumentError
 from kutta.sde.base import SDEView
 from kutta.sde.brownian import ReverseBrownian
-from kutta.sde.compiled import COMPILE, adjoint_midpoint_step, adjoint_target
+from kutta.sde.compiled import (
+    COMPILE,
+    adjoint_midpoint_step,
+    adjoint_target,
+    check_compile_option,
+    reversible_heun_back,
+    reversible_heun_step,
+)
 from kutta.sde.loop import integrate, step_grid
 from kutta.sde.methods import METHOD_CLASSES, Method, Midpoint
 from kutta.sde.sdeint import prepare, split_return
@@ -58,8 +65,9 @@ def _grad(outputs, inputs, cotangents):
 
 class _ReversibleHeunAdjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, problem, times, out_steps, y0, *params):
+    def forward(ctx, problem, times, out_steps, targets, y0, *params):
         view, bm = problem.sde, problem.bm
+        forward_target = targets[0] if targets else None
         with torch.no_grad():
             z = y0
             t = times[0]
@@ -71,6 +79,11 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
                 t0, t1 = times[n], times[n + 1]
                 h = t1 - t0
                 dw = bm(t0, t1)
+                if forward_target is not None:
+                    y, z, f, g = reversible_heun_step(forward_target, t0, t1, y, z, f, g, dw)
+                    if n + 1 in output_steps:
+                        outputs.append(y)
+                    continue
                 # Halving and doubling are exact, so the fused forms below round as the plain
                 # ones (2 y - z, ... + 0.5 prod(...)) do.
                 z_next = torch.add(y, y).sub_(z).add_(h * f).add_(view.prod(g, dw))
@@ -82,6 +95,7 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
                 if n + 1 in output_steps:
                     outputs.append(y)
         ctx.problem, ctx.times, ctx.out_steps, ctx.params = problem, times, out_steps, params
+        ctx.backward_target = targets[1] if targets else None
         ctx.final = (y, z)
         ctx.extra = (z, f, g)
         return torch.stack(outputs)
@@ -118,6 +132,10 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
             return grads[0] if grads[0] is not None else torch.zeros_like(z_leaf)
 
         y = y.detach()
+        if ctx.backward_target is not None:
+            return _compiled_reversible_heun_backward(
+                ctx, grad_ys, out_index, (y, z_leaf, f, g), adj_y, adj_params, push
+            )
         for n in range(n_last - 1, -1, -1):
             t0, t1 = times[n], times[n + 1]
             h = t1 - t0
@@ -146,7 +164,42 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
             z_leaf, f, g = z_leaf_prev, f_prev, g_prev
         adj_z = adj_z + push(z_leaf, f, g, adj_f, adj_g)
         adj_y0 = adj_y + adj_z + grad_ys[0]
-        return (None, None, None, adj_y0, *adj_params)
+        return (None, None, None, None, adj_y0, *adj_params)
+
+
+def _compiled_reversible_heun_backward(ctx, grad_ys, out_index, last, adj_y, adj_params, push):
+    """The backward pass with compiled steps (kutta.sde.compiled.reversible_heun_back): the
+    last step's share of the cotangents of (f, g)_N is pushed eagerly, every earlier
+    vector-Jacobian product inside the compiled step that recovers (z, f, g)_n."""
+    problem, times, params = ctx.problem, ctx.times, ctx.params
+    view, bm = problem.sde, problem.bm
+    y, z_leaf, f, g = last
+    n_last = len(times) - 1
+    dw = bm(times[n_last - 1], times[n_last])
+    h = times[n_last] - times[n_last - 1]
+    adj_f = (0.5 * h) * adj_y
+    adj_g = _prod_transpose(view, 0.5 * adj_y, g, dw)
+    adj_z = push(z_leaf, f, g, adj_f, adj_g)
+    state = (y, z_leaf.detach(), f.detach(), g.detach())
+    adjoints = (adj_y, adj_z, adj_params)
+    for n in range(n_last - 1, -1, -1):
+        dw_before = bm(times[n - 1], times[n]) if n > 0 else None
+        grad_out = grad_ys[out_index[n]] if n in out_index and n != 0 else None
+        t_before = times[n - 1] if n > 0 else None
+        state, adjoints = reversible_heun_back(
+            ctx.backward_target,
+            params,
+            (times[n], times[n + 1], t_before),
+            state,
+            adjoints,
+            dw,
+            dw_before,
+            grad_out,
+        )
+        dw = dw_before
+    adj_y, adj_z, adj_params = adjoints
+    adj_y0 = adj_y + adj_z + grad_ys[0]
+    return (None, None, None, None, adj_y0, *adj_params)
 
 
 class _AdjointSDE:
@@ -378,7 +431,8 @@ def sdeint_adjoint(
                 "use adaptive=False, or another adjoint_method"
             )
         times, out_steps = step_grid(problem.ts, dt)
-        ys = _ReversibleHeunAdjoint.apply(problem, times, out_steps, problem.y0, *params)
+        targets = _reversible_heun_targets(problem, options, adjoint_options, params)
+        ys = _ReversibleHeunAdjoint.apply(problem, times, out_steps, targets, problem.y0, *params)
         # The extra state is recomputed cheaply by a forward-only pass when asked for.
         extra_state = _final_extra(problem, options, dt) if extra else None
         return split_return(ys, extra_state, extra, logqp)
@@ -406,6 +460,26 @@ def sdeint_adjoint(
     ys = _ContinuousAdjoint.apply(problem, stepper, settings, problem.y0, *params)
     extra_state = settings["final_extra"] if extra else None
     return split_return(ys, extra_state, extra, logqp)
+
+
+def _reversible_heun_targets(problem, options, adjoint_options, params):
+    """The compiled forward and backward steps' targets of the reversible Heun adjoint
+    (``options={"compile": True}``; ``adjoint_options`` may turn the backward one off), or
+    None for eager steps (each target may be None on its own, see kutta.sde.compiled)."""
+    stepper = problem.method_cls(problem.sde, problem.bm, dict(options or {}))  # validates
+    adjoint_options = dict(adjoint_options or {})
+    unknown = sorted(set(adjoint_options) - {COMPILE})
+    if unknown:
+        raise InvalidArgumentError(
+            f"adjoint_method 'adjoint_reversible_heun' got unknown adjoint_options {unknown}; "
+            f"valid: ['{COMPILE}']"
+        )
+    forward = bool(stepper.opts.get(COMPILE, False))
+    backward = check_compile_option(adjoint_options.get(COMPILE, forward))
+    if not (forward or backward):
+        return None
+    backward_target = adjoint_target(problem.sde, params, continuous=False) if backward else None
+    return stepper.compiled, backward_target
 
 
 def _final_extra(problem, options, dt):

@@ -181,9 +181,10 @@ class AdjointTarget:
     counter: Any = None
 
 
-def adjoint_target(view: Any, params: tuple) -> AdjointTarget | None:
+def adjoint_target(view: Any, params: tuple, continuous: bool = True) -> AdjointTarget | None:
     """The compiled adjoint step's target, or None when the step must stay eager (see the
-    module doc for the conditions)."""
+    module doc for the conditions). ``continuous``: for the continuous adjoint, whose eager
+    step treats additive noise and Itô SDEs apart; otherwise for reversible Heun's."""
     target = compile_target(view)
     if target is None or not isinstance(target.sde, nn.Module):
         return None
@@ -191,7 +192,7 @@ def adjoint_target(view: Any, params: tuple) -> AdjointTarget | None:
     if any(hasattr(sde, name) for name in ("g_prod", "f_and_g_prod")):
         return None
     ito = view.sde_type == "ito"
-    if view.noise_type == "additive" or (ito and not target.diagonal):
+    if continuous and (view.noise_type == "additive" or (ito and not target.diagonal)):
         return None
     if sde not in _FIELDS:
         _FIELDS[sde] = _Fields(sde)
@@ -281,3 +282,122 @@ def adjoint_midpoint_step(
     if target.counter is not None:
         target.counter.calls += 4  # two increments, each one drift and one diffusion evaluation
     return out
+
+
+def _reversible_heun_step(sde, diagonal, t1, h, half_h, y, z, f, g, dw):
+    # kutta.sde.adjoint._ReversibleHeunAdjoint.forward's step, in its operation order
+    z1 = (y + y) - z + h * f + _prod(sde, diagonal, g, dw)
+    f1, g1 = _f_and_g(sde, t1, z1)
+    y1 = torch.add(y + half_h * (f + f1), _prod(sde, diagonal, g + g1, dw), alpha=0.5)
+    return y1, z1, f1, g1
+
+
+def reversible_heun_step(target: SDETarget, t0: float, t1: float, y, z, f, g, dw):
+    """One compiled reversible Heun step: ``(y1, z1, f1, g1)`` from ``(y, z, f, g)`` at ``t0``."""
+    h = t1 - t0
+    like = y
+    t1_tensor = torch.scalar_tensor(t1, dtype=like.dtype, device=like.device)
+    h_tensor = torch.scalar_tensor(h, dtype=like.dtype, device=like.device)
+    half_h = torch.scalar_tensor(0.5 * h, dtype=like.dtype, device=like.device)
+    step = _compiled(_reversible_heun_step, grad_mode(y))
+    out = step(target.sde, target.diagonal, t1_tensor, h_tensor, half_h, y, z, f, g, dw)
+    target.count(2)
+    return out
+
+
+def _prod_transpose(diagonal, cotangent, dw):
+    return cotangent * dw if diagonal else cotangent.unsqueeze(-1) * dw.unsqueeze(-2)
+
+
+def _reversible_heun_back(
+    fields,
+    diagonal,
+    params,
+    t0,
+    h,
+    half_h,
+    half_h_before,
+    y,
+    z,
+    f,
+    g,
+    adj_y,
+    adj_z,
+    adj_params,
+    dw,
+    dw_before,
+    grad_out,
+):
+    """One step of kutta.sde.adjoint._ReversibleHeunAdjoint.backward, regrouped so that the
+    vector-Jacobian product at the recovered z_n happens where f_n, g_n are evaluated: their
+    cotangents are complete once the step's adjoint update and the next step's shares
+    (``half_h_before``, ``dw_before``: the step before this one; zero for the first) are in."""
+    sde = fields.sde
+    z0 = (y + y) - z - h * f - _prod(sde, diagonal, g, dw)
+    (f0, g0), fg_vjp = vjp(
+        lambda p, state: functional_call(fields, p, (t0, state, "fg")), params, z0
+    )
+    y0 = y - half_h * (f0 + f) - 0.5 * _prod(sde, diagonal, g0 + g, dw)
+    combined = torch.add(adj_z, adj_y, alpha=0.5)
+    adj_y = torch.add(adj_y, adj_z, alpha=2) + grad_out
+    adj_f = h * combined + half_h_before * adj_y
+    adj_g = _prod_transpose(diagonal, combined, dw) + _prod_transpose(
+        diagonal, 0.5 * adj_y, dw_before
+    )
+    grad_params, grad_z = fg_vjp((adj_f, adj_g))
+    adj_params = [total + grad_params[name] for total, name in zip(adj_params, params)]
+    return y0, z0, f0, g0, adj_y, grad_z - adj_z, adj_params
+
+
+def reversible_heun_back(
+    target: AdjointTarget,
+    params: tuple,
+    times: tuple[float, float, float | None],
+    state: tuple,
+    adjoints: tuple,
+    dw: torch.Tensor,
+    dw_before: torch.Tensor | None,
+    grad_out: torch.Tensor | None,
+):
+    """One compiled backward step of the reversible Heun adjoint from step n + 1 to n.
+
+    ``times`` is ``(t_n, t_{n+1}, t_{n-1} or None)``; ``state`` is ``(y, z, f, g)`` at n + 1;
+    ``adjoints`` is ``(adj_y, adj_z, adj_params)`` after the parameter and z cotangents of
+    ``f_{n+1}, g_{n+1}`` are in. Returns the same at n (the vector-Jacobian product at z_n
+    done) as ``(state, adjoints)``.
+    """
+    t0, t1, t_before = times
+    y, z, f, g = state
+    adj_y, adj_z, adj_params = adjoints
+    like = y
+    h = t1 - t0
+    h_before = 0.0 if t_before is None else t0 - t_before
+
+    def scalar(value):
+        return torch.scalar_tensor(value, dtype=like.dtype, device=like.device)
+
+    named = dict(zip(target.names, params))
+    step = _compiled(_reversible_heun_back, grad_mode(y))
+    out = step(
+        target.fields,
+        target.diagonal,
+        named,
+        scalar(t0),
+        scalar(h),
+        scalar(0.5 * h),
+        scalar(0.5 * h_before),
+        y,
+        z,
+        f,
+        g,
+        adj_y,
+        adj_z,
+        list(adj_params),
+        dw,
+        torch.zeros_like(dw) if dw_before is None else dw_before,
+        torch.zeros_like(y) if grad_out is None else grad_out,
+    )
+    if target.counter is not None:
+        target.counter.calls += 2
+    y0, z0, f0, g0, adj_y, adj_z, adj_params = out
+    return (y0, z0, f0, g0), (adj_y, adj_z, adj_params)

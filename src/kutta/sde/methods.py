@@ -18,7 +18,13 @@ import torch
 
 from kutta.errors import InvalidArgumentError
 from kutta.sde.base import SDEView
-from kutta.sde.compiled import COMPILE, check_compile_option, compile_target, euler_step
+from kutta.sde.compiled import (
+    COMPILE,
+    check_compile_option,
+    compile_target,
+    euler_step,
+    reversible_heun_step,
+)
 from kutta.sde.settings import (
     LEVY_AREA_APPROXIMATIONS,
     METHOD_OPTIONS,
@@ -185,6 +191,8 @@ class ReversibleHeun(Method):
         1.0,
     )
 
+    compilable = True
+
     def init(self, t0, y0):
         f, g = self.sde.f_and_g(self.time(t0, y0), y0)
         return (y0, f, g)
@@ -193,6 +201,9 @@ class ReversibleHeun(Method):
         z, f, g = extra
         h = t1 - t0
         dw = self.bm(t0, t1)
+        if self.compiled is not None:
+            y1, z1, f1, g1 = reversible_heun_step(self.compiled, t0, t1, y, z, f, g, dw)
+            return y1, (z1, f1, g1)
         z1 = 2 * y - z + h * f + self.sde.prod(g, dw)
         f1, g1 = self.sde.f_and_g(self.time(t1, y), z1)
         y1 = y + (0.5 * h) * (f + f1) + 0.5 * self.sde.prod(g + g1, dw)
