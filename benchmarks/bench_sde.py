@@ -13,6 +13,12 @@ wall times (the target); in brackets the ratio of this thread's CPU times, which
 a loaded machine disturb less. Also printed: the number of drift/diffusion evaluations (NFE) and
 the error at t = 1 against a fine-step (dt = 1e-4) reference solution on the same Brownian path.
 
+Rows marked ``compile=True`` time kutta with ``options={"compile": True}`` (Euler–Maruyama steps,
+the stochastic adjoint's backward midpoint steps, reversible Heun's steps each one
+``torch.compile``-d graph) after its first call; that first call's wall time, mostly the one-time
+compile, is in the notes. Inductor caches compiled kernels on disk, so the first call of a later
+process is faster: set ``TORCHINDUCTOR_CACHE_DIR`` to an empty directory for the cold cost.
+
 Run:  .venv/bin/python benchmarks/bench_sde.py [--repeats 5] [--quick]
 """
 
@@ -243,7 +249,9 @@ def bench_neural_sde(repeats: int, methods=("euler", "srk")) -> None:
             )
 
 
-COMPILED_METHODS = ("euler",)  # methods with a compiled step (options={"compile": True})
+# sdeint methods with a compiled step here (options={"compile": True}; reversible Heun's is
+# timed in its adjoint row)
+COMPILED_METHODS = ("euler",)
 COMPILE = {"compile": True}
 
 
@@ -269,7 +277,7 @@ def bench_reversible_heun(repeats: int) -> None:
     y0 = torch.full((BATCH, STATE), 0.1)
     ts = torch.tensor([0.0, 1.0])
 
-    def grad(lib):
+    def grad(lib, options=None):
         sde.zero_grad()
         bm = lib.BrownianInterval(0.0, 1.0, size=(BATCH, STATE), entropy=0, dt=1e-2)
         ys = lib.sdeint_adjoint(
@@ -280,6 +288,7 @@ def bench_reversible_heun(repeats: int) -> None:
             method="reversible_heun",
             adjoint_method="adjoint_reversible_heun",
             dt=1e-2,
+            options=options,
         )
         ys[-1].pow(2).mean().backward()
         return [p.grad.clone() for p in sde.parameters()]
@@ -302,6 +311,19 @@ def bench_reversible_heun(repeats: int) -> None:
         t_k,
         t_t,
         extra=f"NFE {nfe_k} vs {nfe_t}; kutta adjoint vs kutta backprop: {agree:.1e} relative (float32)",
+    )
+
+    def gap():
+        compiled = grad(ksde, COMPILE)
+        return max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(compiled, backprop))
+
+    _compiled_row(
+        "neural SDE adjoint gradient, reversible Heun (Stratonovich), compile=True",
+        lambda: grad(ksde, COMPILE),
+        lambda: grad(torchsde),
+        repeats,
+        gap,
+        what="relative difference from kutta backprop (float32)",
     )
 
 

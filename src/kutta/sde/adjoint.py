@@ -396,6 +396,9 @@ def sdeint_adjoint(
     ``sde`` (an nn.Module). With ``method="reversible_heun"`` the default adjoint method is
     'adjoint_reversible_heun' (exact gradients); otherwise 'midpoint' (also 'heun', 'euler_heun').
     Gradients flow to y0 and the adjoint parameters, not through a returned extra state.
+    ``options={"compile": True}`` compiles the forward steps ('euler', 'reversible_heun') and,
+    unless ``adjoint_options={"compile": False}``, the backward steps (the 'midpoint' adjoint
+    method and 'adjoint_reversible_heun'); see :mod:`kutta.sde.compiled`.
 
     Example:
         >>> ys = sdeint_adjoint(sde, y0, [0.0, 1.0], method="reversible_heun", dt=0.01)  # doctest: +SKIP

@@ -294,6 +294,8 @@ def _reversible_heun_step(sde, diagonal, t1, h, half_h, y, z, f, g, dw):
 
 def reversible_heun_step(target: SDETarget, t0: float, t1: float, y, z, f, g, dw):
     """One compiled reversible Heun step: ``(y1, z1, f1, g1)`` from ``(y, z, f, g)`` at ``t0``."""
+    if z is y:  # the first step (z_0 = y_0): an aliased input would take a graph of its own
+        z = y.clone()
     h = t1 - t0
     like = y
     t1_tensor = torch.scalar_tensor(t1, dtype=like.dtype, device=like.device)

@@ -58,7 +58,8 @@ class SDEMethod:
             ``"midpoint"``, ``"euler_heun"``, ``"reversible_heun"``, ``"log_ode"``), or None for
             sdeint's default for the term (``"srk"`` for Itô diagonal/additive/scalar noise,
             ``"euler"`` for Itô general noise, ``"midpoint"`` for Stratonovich SDEs).
-        options: the method's options, e.g. ``{"grad_free": True}`` for Milstein.
+        options: the method's options, e.g. ``{"grad_free": True}`` for Milstein, or
+            ``{"compile": True}`` for ``torch.compile``-d steps ('euler', 'reversible_heun').
 
     Passing the name alone (``method="milstein"``) is the same as ``SDEMethod("milstein")``.
 

@@ -219,6 +219,9 @@ def sdeint(
     diagonal/additive/scalar noise, 'euler' for Itô general noise and 'midpoint' for
     Stratonovich; ``bm`` defaults to a BrownianInterval over ts's span; ``logqp`` also returns
     the increments of the log-ratio ∫ ½|u|² dt; ``extra`` also returns the solver's extra state.
+    ``options={"compile": True}`` (methods 'euler' and 'reversible_heun') makes each fixed step
+    one ``torch.compile``-d graph: the same path to round-off, faster once compiled (see
+    :mod:`kutta.sde.compiled`).
 
     Example:
         >>> ys = sdeint(sde, y0, [0.0, 1.0], method="euler", dt=0.01)  # doctest: +SKIP
