@@ -140,3 +140,55 @@ def test_latent_ode_can_start_at_time_zero_in_extrapolation():
         task.model, "extrapolation_latent", torch.arange(4), task.masks["extrapolation"][0]
     )
     assert bool(prediction.isfinite().all())
+
+
+def test_kl_weight_follows_rubanovas_annealing():
+    # run_models.py of Rubanova et al.: KL weight 0 for the first 10 epochs, then
+    # 1 - 0.99 ** (epoch - 10).
+    task = _tiny_task()
+    per_epoch = task.steps_per_epoch
+    weights = {}
+    for epoch in [0, 9, 10, 11, 60]:
+        task.steps_taken = epoch * per_epoch + 1  # the first step of that epoch
+        weights[epoch] = task.kl_weight()
+    assert weights[0] == weights[9] == weights[10] == 0.0
+    assert abs(weights[11] - 0.01) < 1e-12 and abs(weights[60] - (1 - 0.99**50)) < 1e-12
+
+
+def test_training_loss_uses_the_annealed_kl_weight():
+    task = _tiny_task()
+    indices = torch.arange(2)
+    torch.manual_seed(3)
+    first = task.loss(task.model, indices).loss  # epoch 0: KL weight 0
+    task.steps_taken = 60 * task.steps_per_epoch
+    torch.manual_seed(3)
+    later = task.loss(task.model, indices).loss
+    weight = task.kl_weight()
+    rows = task.rows["train"][indices]
+    torch.manual_seed(3)  # the same posterior draws, in the order loss() takes them
+    expected = 0.0
+    for mode in task.modes:
+        seen, target = task.masks[mode]
+        terms = task.model[f"{mode}_latent"].elbo(
+            task.observed_points(rows, seen),
+            task.batch(rows, target, start=task.latent_start[mode]),
+            n_samples=task.samples,
+        )
+        expected += weight * terms.kl.sum() / terms.observed.sum()
+    torch.testing.assert_close(later - first, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_rubanova_encoder_options_reach_the_latent_odes():
+    config = PeriodicConfig(data=PeriodicData(num_series=4, num_points=12, observed=6))
+    config.model = PeriodicModel(
+        latent_dim=2, encoder_hidden=4, dynamics_hidden=4, rnn_hidden=4,
+        encoder_func_hidden=8, posterior_hidden=6, extrapolation_carry=False,
+    )  # fmt: skip
+    task = PeriodicTask(config, torch.device("cpu"), torch.float64)
+    for mode in ["interpolation", "extrapolation"]:
+        net = task.model[f"{mode}_latent"]
+        assert net.encoder_func.net[0].out_features == 8
+        assert net.to_posterior[0].out_features == 6
+    # interpolation still carries from the first observation to t = 0; extrapolation places
+    assert task.model["interpolation_latent"].carry_to_z0_time
+    assert not task.model["extrapolation_latent"].carry_to_z0_time

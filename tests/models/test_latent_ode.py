@@ -285,3 +285,29 @@ def test_latent_solver_decodes_and_carries_to_z0_time_exactly():
     carried = models["carried"].encode(batch)
     assert carried.t0.tolist() == [3.0] * 3
     torch.testing.assert_close(carried.mean, expected, rtol=1e-7, atol=1e-8)
+
+
+def test_rubanova_encoder_widths_train_every_parameter(assert_every_parameter_gets_gradient):
+    # Rubanova et al.'s encoder: a 100-unit vector field and a 100-unit tanh layer before
+    # q(z0 | x) (small widths here); every one of their parameters must be trained.
+    from kutta.models import AutonomousMLP
+
+    func = AutonomousMLP(5, (7,))
+    model = make_model(encoder_func=func, posterior_hidden=6, obs_std=0.5)
+    assert model.encoder_func is func and isinstance(model.to_posterior, torch.nn.Sequential)
+    batch = ragged_batch()
+    posterior = model.encode(batch)
+    assert posterior.mean.shape == posterior.std.shape == (3, 3)
+    assert_every_parameter_gets_gradient(model, model.elbo(batch, n_samples=2).loss())
+
+
+def test_z0_placed_at_z0_time_without_carrying_the_encoding():
+    # Rubanova et al.'s extrapolation: q(z0 | x) read off the encoder at the first observation
+    # is used as it is at the common start time. Same seed, same weights as make_model().
+    batch = ragged_batch()
+    placed = make_model(z0_time=3.0, carry_to_z0_time=False).encode(batch)
+    at_first = make_model().encode(batch)
+    assert placed.t0.tolist() == [3.0] * 3
+    assert torch.equal(placed.mean, at_first.mean) and torch.equal(placed.std, at_first.std)
+    carried = make_model(z0_time=3.0).encode(batch)
+    assert not torch.allclose(carried.mean, at_first.mean)

@@ -68,6 +68,10 @@ class LatentODE(nn.Module):
         decoder_hidden: width of the decoder MLP's hidden layer (0: a linear decoder).
         dynamics: the latent vector field ``f(t, z)``, ``t`` of shape (B,) (default: a tanh MLP
             of width ``4 L``, autonomous).
+        encoder_func: the encoder's vector field on its hidden state (default: a tanh MLP of
+            width ``encoder_hidden``, autonomous). Rubanova et al. use 100 hidden units.
+        posterior_hidden: width of the hidden layer of the MLP from the encoder's summary to
+            ``q(z0 | x)`` (0: linear). Rubanova et al. use a tanh layer of 100 units.
         obs_std: the observation noise std; None learns one per channel.
         poisson: also model the observation times as a Poisson process per channel.
         value_normalizer, time_normalizer: optional fitted ``kutta.data.ValueNormalizer`` and
@@ -77,6 +81,11 @@ class LatentODE(nn.Module):
         z0_time: the time (user units) where ``z0`` lives, common to all series; None puts it
             at each series' first observation. A common time lets a batch that shares its
             target times be decoded in one solve (much faster).
+        carry_to_z0_time: with ``z0_time``, evolve the encoder's summary from each series'
+            first observation to ``z0_time`` by the encoder's ODE (True), or read ``q(z0 | x)``
+            off the summary at the first observation and place it at ``z0_time`` as it is
+            (False: Rubanova et al.'s extrapolation, whose decoder starts at the first time to
+            predict wherever the encoder ended; the posterior map then learns the shift).
         union_grid: decode a batch on the union of its series' target times: one solve over
             that shared grid, from which each series reads its own times back (Rubanova et
             al.'s way), instead of following each series' own times. Same loss to solver
@@ -112,6 +121,9 @@ class LatentODE(nn.Module):
         value_normalizer: nn.Module | None = None,
         time_normalizer: nn.Module | None = None,
         z0_time: float | None = None,
+        encoder_func: nn.Module | None = None,
+        posterior_hidden: int = 0,
+        carry_to_z0_time: bool = True,
         *,
         method: str | None = "dopri5",
         rtol: float = 1e-3,
@@ -135,9 +147,21 @@ class LatentODE(nn.Module):
         self.value_normalizer = value_normalizer
         self.time_normalizer = time_normalizer
         self.z0_time = None if z0_time is None else float(z0_time)
+        self.carry_to_z0_time = carry_to_z0_time
         self.encoder_cell = nn.GRUCell(2 * input_channels, encoder_hidden)
-        self.encoder_func = AutonomousMLP(encoder_hidden, (encoder_hidden,))
-        self.to_posterior = nn.Linear(encoder_hidden, 2 * latent_dim)
+        self.encoder_func = (
+            encoder_func
+            if encoder_func is not None
+            else AutonomousMLP(encoder_hidden, (encoder_hidden,))
+        )
+        if posterior_hidden:
+            self.to_posterior: nn.Module = nn.Sequential(
+                nn.Linear(encoder_hidden, posterior_hidden),
+                nn.Tanh(),
+                nn.Linear(posterior_hidden, 2 * latent_dim),
+            )
+        else:
+            self.to_posterior = nn.Linear(encoder_hidden, 2 * latent_dim)
         self.dynamics = (
             dynamics if dynamics is not None else AutonomousMLP(latent_dim, (4 * latent_dim,))
         )
@@ -203,7 +227,8 @@ class LatentODE(nn.Module):
             # which a fixed-step encoder solver would cross in one step: solve it like the
             # latent ODE.
             common = self._model_times(torch.full_like(t0, self.z0_time))
-            summary = evolve(self.encoder_func, summary, t0, common, self.latent_solver)
+            if self.carry_to_z0_time:
+                summary = evolve(self.encoder_func, summary, t0, common, self.latent_solver)
             t0 = common
         mean, raw_std = self.to_posterior(summary).chunk(2, dim=-1)
         return Posterior(mean, nn.functional.softplus(raw_std) + 1e-4, t0)
