@@ -147,6 +147,10 @@ def test_compiled_adjoint_matches_the_eager_adjoint(sde_type, method, options, a
     compiled._COMPILED.clear()  # to see that this solve takes the compiled backward step
     fast = gradients(options, adjoint_options)
     assert any(fn is compiled._adjoint_midpoint_step for fn, _ in compiled._COMPILED)
+    with torch.compiler.set_stance("fail_on_recompile"):  # a repeated solve reuses the graphs
+        again = gradients(options, adjoint_options)
+    for a, b in zip(again, fast):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
     eager = gradients(None, None)
     for a, b in zip(fast, eager):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
