@@ -128,3 +128,12 @@ def test_samples_are_seeded_and_cast():
 def test_bad_arguments_are_rejected(kwargs, match):
     with pytest.raises(InvalidArgumentError, match=match):
         periodic_grf(**kwargs)
+
+
+def test_zero_mean_drops_only_the_constant_mode():
+    full = periodic_grf(5, 32, generator=seeded(7))
+    centred = periodic_grf(5, 32, zero_mean=True, generator=seeded(7))
+    assert centred.mean(-1).abs().max() < 1e-14
+    torch.testing.assert_close(centred, full - full.mean(-1, keepdim=True))
+    centred_2d = periodic_grf(2, (8, 8), zero_mean=True, generator=seeded(7))
+    assert centred_2d.mean((-2, -1)).abs().max() < 1e-14

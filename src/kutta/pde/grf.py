@@ -55,6 +55,7 @@ def periodic_grf(
     alpha: float = 2.0,
     tau: float = 5.0,
     sigma: float = 25.0,
+    zero_mean: bool = False,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
@@ -64,7 +65,8 @@ def periodic_grf(
     interpolant: every Fourier mode the grid resolves has exactly the variance of the formula,
     and the coefficients of k and -k are conjugate, so the field is real. Built as filtered white
     noise: ``irfft(rfft(xi) * sqrt(eigenvalue)) * sqrt(n1 * n2 ...)`` with ``xi`` iid N(0, 1).
-    Defaults: the 1-D Burgers initial conditions of Li et al. (2021), alpha 2, tau 5, sigma 25.
+    ``zero_mean`` drops the constant mode (the field then has mean exactly 0), as Li et al.'s
+    generator of the Burgers initial conditions does (alpha 2, tau 5, sigma 25: the defaults).
 
     Returns a CPU tensor of shape ``(num_samples, *shape)``.
 
@@ -86,6 +88,8 @@ def periodic_grf(
         k = k.to(torch.float64).reshape([-1 if a == axis else 1 for a in range(len(shape))])
         k_squared = k_squared + (2 * math.pi * k) ** 2
     scale = grf_eigenvalues(k_squared, alpha, tau, sigma).sqrt() * math.sqrt(math.prod(shape))
+    if zero_mean:
+        scale = torch.where(k_squared == 0, 0.0, scale)
     field = torch.fft.irfftn(torch.fft.rfftn(noise, dim=dims) * scale, s=shape, dim=dims)
     return field.to(dtype)
 
