@@ -344,3 +344,56 @@ def test_milstein_with_constant_diagonal_noise_reduces_to_euler():
     milstein = ksde.sdeint(Constant(), y0, [0.0, 1.0], bm=bm, method="milstein", dt=0.1)
     euler = ksde.sdeint(Constant(), y0, [0.0, 1.0], bm=bm, method="euler", dt=0.1)
     torch.testing.assert_close(milstein, euler)
+
+
+class _RecordingBrownian:
+    """A BrownianInterval that records its queries (to check the order a solve makes them in)."""
+
+    def __init__(self, **kwargs):
+        self.bm = ksde.BrownianInterval(**kwargs)
+        self.queries = []
+
+    def __call__(self, ta, tb=None, **flags):
+        self.queries.append((ta, tb, tuple(sorted(flags.items()))))
+        return self.bm(ta, tb, **flags)
+
+    def __getattr__(self, name):
+        return getattr(self.bm, name)
+
+
+@pytest.mark.parametrize(
+    ("method", "levy", "flags"),
+    [("euler", "none", ()), ("srk", "space-time", (("return_U", True),))],
+)
+def test_fixed_steps_query_the_brownian_motion_ahead_in_step_order(method, levy, flags):
+    # Fixed steps draw their increments a chunk ahead (kutta.sde.loop.PrefetchedBrownian): the
+    # same queries in the same order as step by step, so the same path bit for bit (a
+    # BrownianInterval's values depend on the order its tree is split in).
+    y0 = torch.full((2, 3), 0.5, dtype=torch.float64)
+    kwargs = dict(t0=0.0, t1=1.0, size=(2, 3), dtype=torch.float64, entropy=5)
+    kwargs["levy_area_approximation"] = levy
+    bm = _RecordingBrownian(**kwargs)
+    queried_before_drift = []
+
+    class Watched(Linear):
+        def f(self, t, y):
+            queried_before_drift.append(len(bm.queries))
+            return super().f(t, y)
+
+    sde = Watched("diagonal")
+    ts = [0.0, 0.375, 1.0]
+    with torch.no_grad():
+        ys = ksde.sdeint(sde, y0, ts, bm=bm, method=method, dt=0.01)
+    grid = ksde.loop.step_grid(ts, 0.01)[0]
+    assert len(grid) == 102  # 38 + 63 steps, each output reached by a shortened step
+    assert bm.queries == [(a, b, flags) for a, b in zip(grid[:-1], grid[1:])]
+    # queried 64 steps ahead: the first step's drift (after the shape check's) sees 64 queries
+    assert queried_before_drift[:2] == [0, 64]
+    # step by step, on a fresh Brownian motion of the same entropy: the same values
+    fresh = ksde.BrownianInterval(**kwargs)
+    stepper = ksde.methods.METHOD_CLASSES["ito"][method](ksde.base.SDEView(sde), fresh, {})
+    y = y0
+    with torch.no_grad():
+        for a, b in zip(grid[:-1], grid[1:]):
+            y, _ = stepper.step(a, b, y, ())
+    assert torch.equal(ys[-1], y)

@@ -31,7 +31,7 @@ from kutta.sde.compiled import (
     reversible_heun_back,
     reversible_heun_step,
 )
-from kutta.sde.loop import integrate, step_grid
+from kutta.sde.loop import PrefetchedBrownian, integrate, step_grid
 from kutta.sde.methods import METHOD_CLASSES, Method, Midpoint
 from kutta.sde.sdeint import prepare, split_return
 from kutta.sde.settings import METHODS, NOISE_TYPES, SDE_TYPES
@@ -66,7 +66,8 @@ def _grad(outputs, inputs, cotangents):
 class _ReversibleHeunAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, problem, times, out_steps, targets, y0, *params):
-        view, bm = problem.sde, problem.bm
+        view = problem.sde
+        bm = PrefetchedBrownian(problem.bm, list(zip(times[:-1], times[1:])), {})
         forward_target = targets[0] if targets else None
         with torch.no_grad():
             z = y0
@@ -103,7 +104,7 @@ class _ReversibleHeunAdjoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_ys):
         problem, times, params = ctx.problem, ctx.times, ctx.params
-        view, bm = problem.sde, problem.bm
+        view, bm = problem.sde, _backward_brownian(problem.bm, times)
         out_index = {step: k for k, step in enumerate(ctx.out_steps)}
         y, z = ctx.final
         dtype, device = y.dtype, y.device
@@ -172,7 +173,7 @@ def _compiled_reversible_heun_backward(ctx, grad_ys, out_index, last, adj_y, adj
     last step's share of the cotangents of (f, g)_N is pushed eagerly, every earlier
     vector-Jacobian product inside the compiled step that recovers (z, f, g)_n."""
     problem, times, params = ctx.problem, ctx.times, ctx.params
-    view, bm = problem.sde, problem.bm
+    view, bm = problem.sde, _backward_brownian(problem.bm, times)
     y, z_leaf, f, g = last
     n_last = len(times) - 1
     dw = bm(times[n_last - 1], times[n_last])
@@ -200,6 +201,11 @@ def _compiled_reversible_heun_backward(ctx, grad_ys, out_index, last, adj_y, adj
     adj_y, adj_z, adj_params = adjoints
     adj_y0 = adj_y + adj_z + grad_ys[0]
     return (None, None, None, None, adj_y0, *adj_params)
+
+
+def _backward_brownian(bm, times):
+    """``bm`` queried ahead over the steps in the backward pass's order (last step first)."""
+    return PrefetchedBrownian(bm, list(zip(times[:-1], times[1:]))[::-1], {})
 
 
 class _AdjointSDE:

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any
@@ -122,6 +123,68 @@ class LoopStats:
     rejected: int = 0
 
 
+class PrefetchedBrownian:
+    """A Brownian motion queried ahead, in chunks, over intervals known in advance.
+
+    A fixed-step solve queries its Brownian motion once per step, over consecutive grid
+    intervals. This wrapper makes exactly those queries, in the same order (a
+    ``BrownianInterval``'s values depend on the order in which its tree is split, so the order
+    is kept and the values are the same bit for bit), ``chunk`` at a time ahead of the steps
+    that use them. Alternating each seeded draw with a step's field evaluations is slower on
+    CPU (caches): about 15% of an Euler–Maruyama solve of bench_sde's neural SDE.
+
+    ``intervals`` are the ``(ta, tb)`` the steps will ask for, in order, and ``flags`` their
+    keyword arguments (e.g. ``{"return_U": True}``). Any other query goes straight to the
+    Brownian motion (only a field that queries the same Brownian motion itself would make one).
+
+    Example:
+        >>> from kutta.sde.brownian import BrownianInterval
+        >>> bm = BrownianInterval(0.0, 1.0, size=(2,), entropy=0)
+        >>> ahead = PrefetchedBrownian(bm, [(0.0, 0.5), (0.5, 1.0)], {})
+        >>> torch.equal(ahead(0.0, 0.5), BrownianInterval(0.0, 1.0, size=(2,), entropy=0)(0.0, 0.5))
+        True
+    """
+
+    def __init__(self, bm: Any, intervals: list[tuple[float, float]], flags: dict, chunk: int = 64):
+        self.bm, self.intervals, self.flags, self.chunk = bm, intervals, flags, chunk
+        self.position = 0  # index of the interval the next step asks for
+        self.ahead: list = []  # the values for intervals[position:position + len(ahead)]
+
+    def __call__(self, ta, tb=None, **flags):
+        position = self.position
+        if (
+            position < len(self.intervals)
+            and (ta, tb) == self.intervals[position]
+            and flags == self.flags
+        ):
+            if not self.ahead:
+                stop = min(position + self.chunk, len(self.intervals))
+                self.ahead = [self.bm(a, b, **flags) for a, b in self.intervals[position:stop]]
+                self.ahead.reverse()  # pop() from the end
+            self.position += 1
+            return self.ahead.pop()
+        return self.bm(ta, tb, **flags)
+
+    def __getattr__(self, name):
+        return getattr(self.bm, name)
+
+
+@contextlib.contextmanager
+def prefetched_increments(stepper: Any, grid: list[float]):
+    """While solving on the fixed ``grid``, ``stepper.bm`` answers its steps' queries from a
+    :class:`PrefetchedBrownian` (for methods that declare their one query per step)."""
+    flags = stepper.brownian_query
+    if flags is None or len(grid) < 3:
+        yield
+        return
+    bm = stepper.bm
+    stepper.bm = PrefetchedBrownian(bm, list(zip(grid[:-1], grid[1:])), flags)
+    try:
+        yield
+    finally:
+        stepper.bm = bm
+
+
 def _no_field(t, y):
     raise AssertionError("SDE steps evaluate the SDE themselves")
 
@@ -148,13 +211,15 @@ def integrate(
     if adaptive:
         controller = StepDoublingController(rtol=rtol, atol=atol, dt_min=dt_min)
         cfg = LoopConfig(first_step=dt, step_t=ts[1:-1], raise_on_failure=False)
+        grid_times = []
     else:
         controller = ConstantController()
-        grid = torch.tensor(step_grid(ts, dt)[0], dtype=torch.float64)
-        cfg = LoopConfig(grid=grid, raise_on_failure=False)
+        grid_times = step_grid(ts, dt)[0]
+        cfg = LoopConfig(grid=torch.tensor(grid_times, dtype=torch.float64), raise_on_failure=False)
     controller = controller.bind(step.error_order or 0, y0.dtype, y0.device, False)
     times = torch.tensor(ts, dtype=torch.float64)
-    result = integrate_shared(_no_field, y0, times, step, controller, cfg, Counter())
+    with prefetched_increments(method, grid_times):
+        result = integrate_shared(_no_field, y0, times, step, controller, cfg, Counter())
     if stats is not None:
         stats.accepted += result.n_accepted
         stats.rejected += result.n_rejected

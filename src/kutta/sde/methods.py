@@ -54,6 +54,9 @@ class Method:
     weak_order: float
     options: tuple[str, ...] = ()
     compilable = False  # whether options={"compile": True} gives a compiled step
+    # A step queries the Brownian motion once, over [t0, t1], with these keyword arguments
+    # (None: other queries), so a fixed-step solve may query it ahead (loop.PrefetchedBrownian).
+    brownian_query: dict | None = {}
 
     def __init__(self, sde: SDEView, bm, options: dict):
         valid_options = (*self.options, COMPILE) if self.compilable else self.options
@@ -221,6 +224,7 @@ class LogODEMidpoint(Method):
         1.0,
     )
     levy_area_approximations = _WITH_A
+    brownian_query = {"return_A": True}
 
     def step(self, t0, t1, y, extra):
         h = t1 - t0
@@ -327,6 +331,7 @@ class SRK(Method):
     name, sde_type, strong_order, weak_order = METHODS.srk, SDE_TYPES.ito, 1.5, 2.0
     noise_types = (NOISE_TYPES.diagonal, NOISE_TYPES.additive, NOISE_TYPES.scalar)
     levy_area_approximations = _WITH_H
+    brownian_query = {"return_U": True}
 
     def step(self, t0, t1, y, extra):
         if self.sde.noise_type == NOISE_TYPES.additive:

@@ -44,7 +44,7 @@ from kutta.gradients import Adjoint, Backprop, LoopCall, find_params
 from kutta.loop import LoopConfig, LoopResult, integrate_shared
 from kutta.sde.adjoint import sdeint_adjoint
 from kutta.sde.base import SDEView
-from kutta.sde.loop import SDEStep, step_grid
+from kutta.sde.loop import SDEStep, prefetched_increments, step_grid
 from kutta.sde.sdeint import prepare
 from kutta.solution import Solution, loop_stats
 from kutta.status import Status
@@ -187,15 +187,18 @@ def solve_sde(
             step_t=problem.ts[1:-1],
             raise_on_failure=False,
         )
+        grid_times = []
     else:
         ctl = ConstantController().bind(1, y0.dtype, y0.device, False)
-        grid = torch.tensor(step_grid(problem.ts, float(dt))[0], dtype=torch.float64)
+        grid_times = step_grid(problem.ts, float(dt))[0]
+        grid = torch.tensor(grid_times, dtype=torch.float64)
         cfg = LoopConfig(max_steps=max_steps, grid=grid, raise_on_failure=False)
     call = LoopCall(integrate_shared, counted.f, y0, times, stepper, ctl, cfg, counter, term)
     if isinstance(gradient, Adjoint):
         result = _stochastic_adjoint(call, problem, gradient, sde_method, float(dt))
     else:
-        result = gradient.run(call)
+        with prefetched_increments(stepper.stepper, grid_times):
+            result = gradient.run(call)
     ys = torch.stack(result.ys)
     sol = Solution(
         ts=problem.ts_tensor[: len(result.ys)],
