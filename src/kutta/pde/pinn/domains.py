@@ -37,10 +37,10 @@ def unit_samples(n: int, dim: int, method: str = "uniform", seed: Seed = 0) -> n
     if method == "uniform":
         return np.random.default_rng(seed).random((n, dim))
     if method == "lhs":
-        return qmc.LatinHypercube(d=dim, rng=np.random.default_rng(seed)).random(n)
+        return qmc.LatinHypercube(d=dim, seed=np.random.default_rng(seed)).random(n)
     # Sobol points are balanced only for powers of two; scipy warns otherwise, which is fine here
     # (a scrambled Sobol prefix is still a low-discrepancy set), so draw the next power of two.
-    sobol = qmc.Sobol(d=dim, scramble=True, rng=np.random.default_rng(seed))
+    sobol = qmc.Sobol(d=dim, scramble=True, seed=np.random.default_rng(seed))
     return sobol.random_base2(max(int(np.ceil(np.log2(n))), 0))[:n]
 
 
@@ -76,7 +76,9 @@ class Box:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(low={self.low.tolist()}, high={self.high.tolist()})"
 
-    def _scale(self, unit: np.ndarray, dtype: torch.dtype, device: torch.device | str | None):
+    def _scale(
+        self, unit: np.ndarray, dtype: torch.dtype | None, device: torch.device | str | None
+    ) -> torch.Tensor:
         points = self.low + unit * (self.high - self.low)
         return torch.as_tensor(points, dtype=dtype or torch.get_default_dtype(), device=device)
 
@@ -175,7 +177,7 @@ class Box:
                 f"e.g. row {row}: {x[row].tolist()}"
             )
 
-    def _bounds_like(self, x: torch.Tensor, tol: float):
+    def _bounds_like(self, x: torch.Tensor, tol: float) -> tuple[torch.Tensor, ...]:
         low = torch.as_tensor(self.low, dtype=x.dtype, device=x.device)
         high = torch.as_tensor(self.high, dtype=x.dtype, device=x.device)
         return low, high, tol * (high - low)
@@ -238,17 +240,38 @@ class SpaceTime:
     def __repr__(self) -> str:
         return f"SpaceTime({self.space!r}, {self.t0:g}, {self.t1:g})"
 
-    def sample_interior(self, n, method="uniform", seed=0, dtype=None, device=None):
+    def sample_interior(
+        self,
+        n: int,
+        method: str = "uniform",
+        seed: Seed = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         """``n`` points in space x time, shape ``(n, dim)``."""
         return self.box.sample_interior(n, method, seed, dtype, device)
 
-    def sample_boundary(self, n, method="uniform", seed=0, dtype=None, device=None):
+    def sample_boundary(
+        self,
+        n: int,
+        method: str = "uniform",
+        seed: Seed = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         """``n`` points on the spatial boundary at times spread over ``[t0, t1]``."""
         unit = unit_samples(n, self.dim, method, seed)
         space_unit = self.space._unit_boundary(unit[:, :-1])
         return self.box._scale(np.concatenate([space_unit, unit[:, -1:]], axis=1), dtype, device)
 
-    def sample_initial(self, n, method="uniform", seed=0, dtype=None, device=None):
+    def sample_initial(
+        self,
+        n: int,
+        method: str = "uniform",
+        seed: Seed = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
         """``n`` points of the space box at ``t = t0``."""
         space = self.space.sample_interior(n, method, seed, dtype, device)
         return torch.cat([space, torch.full_like(space[:, :1], self.t0)], dim=1)

@@ -29,6 +29,8 @@ class FitHistory:
     records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     adam_steps: int = 0
     lbfgs_iterations: int = 0
+    #: loss-and-gradient evaluations L-BFGS made (its line search takes more than one per iteration)
+    lbfgs_evaluations: int = 0
     adam_time_s: float = 0.0
     lbfgs_time_s: float = 0.0
 
@@ -120,6 +122,7 @@ def fit(
             if advanced == 0:  # converged: the gradient is below tolerance_grad
                 break
         history.lbfgs_iterations = stepper.iterations
+        history.lbfgs_evaluations = stepper.evaluations
     history.lbfgs_time_s = time.perf_counter() - started
     return history
 

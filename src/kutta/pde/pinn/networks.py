@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from kutta.errors import InvalidArgumentError, UnknownNameError
@@ -10,7 +11,7 @@ from kutta.errors import InvalidArgumentError, UnknownNameError
 class Sine(nn.Module):
     """``sin(x)``, an activation for oscillatory solutions."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.sin()
 
 

@@ -8,6 +8,8 @@ derivative is taken with ``create_graph=True``, so residuals built from them can
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 from kutta.errors import InvalidArgumentError
@@ -76,7 +78,9 @@ def partial(u: torch.Tensor, x: torch.Tensor, *axes: int, component: int = 0) ->
     return value
 
 
-def laplacian(u: torch.Tensor, x: torch.Tensor, component: int = 0, axes=None) -> torch.Tensor:
+def laplacian(
+    u: torch.Tensor, x: torch.Tensor, component: int = 0, axes: Iterable[int] | None = None
+) -> torch.Tensor:
     """``(n,)``: the sum of second derivatives of ``u[:, component]`` over ``axes`` (default: all).
 
     For space-time points pass the spatial axes, e.g. ``axes=range(d - 1)``.
@@ -91,7 +95,7 @@ def laplacian(u: torch.Tensor, x: torch.Tensor, component: int = 0, axes=None) -
     return sum(_grad(first[:, axis], x)[:, axis] for axis in axes)
 
 
-def divergence(v: torch.Tensor, x: torch.Tensor, axes=None) -> torch.Tensor:
+def divergence(v: torch.Tensor, x: torch.Tensor, axes: Iterable[int] | None = None) -> torch.Tensor:
     """``(n,)``: ``sum_i d v_i / d x_{axes[i]}`` of a vector field ``v`` (n, k).
 
     ``axes`` defaults to ``range(k)`` (k must not exceed the points' dimension).
@@ -158,12 +162,14 @@ class Derivatives:
             [self.partial(a, component=component) for a in range(self.x.shape[1])], 1
         )
 
-    def laplacian(self, component: int = 0, axes=None) -> torch.Tensor:
+    def laplacian(self, component: int = 0, axes: Iterable[int] | None = None) -> torch.Tensor:
         """``(n,)``: the sum of second derivatives over ``axes`` (default: all axes)."""
         axes = range(self.x.shape[1]) if axes is None else axes
         return sum(self.partial(a, a, component=component) for a in axes)
 
-    def divergence(self, components=None, axes=None) -> torch.Tensor:
+    def divergence(
+        self, components: Iterable[int] | None = None, axes: Iterable[int] | None = None
+    ) -> torch.Tensor:
         """``(n,)``: ``sum_i d u_{components[i]} / d x_{axes[i]}`` (defaults: ``0..k-1`` both)."""
         components = list(range(self.u.shape[1])) if components is None else list(components)
         axes = list(range(len(components))) if axes is None else list(axes)

@@ -119,6 +119,9 @@ class PINNProblem(nn.Module):
         self.network, self.residual_fn, self.domain = network, residual, domain
         self.register_buffer("collocation", collocation.detach())
         self.conditions = nn.ModuleDict(conditions)
+        if coefficients is not None:
+            # created in torch's default dtype; they take the points' precision and device
+            coefficients.to(device=collocation.device, dtype=collocation.dtype)
         self.coefficients = coefficients
         if weighting is None or isinstance(weighting, Mapping):
             weighting = FixedWeights(weighting)
