@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> dict:
     repeats = args.repeats or (1 if quick else 3)
     depth, hidden = (3, 10) if quick else (args.depth, args.hidden)
     dde = None if args.kutta_only else load_deepxde()
+    # DeepXDE in float64 makes float64 torch's default, which changes the initial weights'
+    # random draws: set it either way, so kutta's numbers do not depend on DeepXDE being there
+    torch.set_default_dtype(torch.float64)
     points = make_points(n_collocation, 50, 50, args.seed)
     grid, exact = grid_points()
     print(
