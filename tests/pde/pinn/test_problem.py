@@ -13,8 +13,10 @@ from kutta.pde.pinn import (
     GradientNormAnnealing,
     InitialCondition,
     Interval,
+    NeumannBC,
     Observations,
     PINNProblem,
+    Rectangle,
     SpaceTime,
     fit,
     mlp,
@@ -189,3 +191,31 @@ def test_divergence_is_reported_with_the_history_so_far():
     with pytest.raises(SolverError, match="diverged in adam at step 1") as info:
         fit(problem, adam_steps=3, log_every=1)
     assert info.value.partial.records == []
+
+
+@pytest.mark.slow
+def test_poisson_on_a_square_with_dirichlet_and_neumann_sides():
+    # -laplacian u = 2 pi**2 sin(pi x) cos(pi y) on [0, 1]**2, u = 0 at x = 0, 1 and
+    # du/dn = 0 at y = 0, 1: exact u = sin(pi x) cos(pi y)
+    torch.manual_seed(0)
+    domain = Rectangle([0.0, 0.0], [1.0, 1.0])
+    boundary = domain.sample_boundary(160, "lhs", seed=1, dtype=F64)
+    on_x_sides = (boundary[:, 0] == 0) | (boundary[:, 0] == 1)
+
+    def exact(x):
+        return torch.sin(PI * x[:, 0]) * torch.cos(PI * x[:, 1])
+
+    problem = PINNProblem(
+        mlp(2, 1, hidden=20, depth=2).double(),
+        lambda x, u, ops: ops.laplacian() + 2 * PI**2 * exact(x),
+        domain,
+        domain.sample_interior(200, "sobol", seed=0, dtype=F64),
+        {
+            "dirichlet": DirichletBC(domain, boundary[on_x_sides], 0.0),
+            "neumann": NeumannBC(domain, boundary[~on_x_sides], 0.0),
+        },
+    )
+    fit(problem, adam_steps=0, lbfgs_steps=500, log_every=100)
+    points = domain.sample_interior(1000, seed=7, dtype=F64)
+    truth = exact(points)
+    assert float((problem.predict(points)[:, 0] - truth).norm() / truth.norm()) < 2e-2
