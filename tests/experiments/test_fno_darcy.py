@@ -20,7 +20,6 @@ SMALL = [
     "model.modes=6",
     "train.steps=60",
     "train.batch_size=10",
-    "train.lr=5e-3",
     "train.tensorboard=false",
 ]
 
