@@ -1,7 +1,8 @@
 """fno-burgers: a Fourier neural operator learns u0 -> u(., 1) of viscous Burgers (Li et al. 2021).
 
 Data: u_t + (u^2/2)_x = 0.1 u_xx, periodic on (0, 1); u0 ~ N(0, 625 (-Laplacian + 25 I)^-2)
-without its constant mode (Li et al.'s generator; with it, u0's mean advects the solution by about
+without its constant mode (Li et al.'s generator, GRF1(s/2, 0, ...) in neuraloperator's
+data_generation/burgers/gen_burgers1.m; with it, u0's mean advects the solution by about
 one period and the same run's test error is five times larger), sampled at
 ``data.super_resolution`` points and solved with kutta's spectral ETDRK4 solver
 (:func:`kutta.pde.burgers.burgers_data`), seeded by ``data.seed``. Training and the main test use
@@ -188,16 +189,19 @@ class FNOBurgers(Experiment):
 
         fine_u0, fine_u1 = task.splits["test_super"]
         with torch.no_grad():
-            coarse_prediction = task.model.eval()(task.splits["test"][0][:3])[:, 0].cpu()
-            fine_prediction = task.model(fine_u0[:3])[:, 0].cpu()
-        fine_u0, fine_u1 = fine_u0[:3, 0].cpu(), fine_u1[:3, 0].cpu()
-        x_coarse = torch.arange(config.data.resolution) / config.data.resolution
-        x_fine = torch.arange(config.data.super_resolution) / config.data.super_resolution
-        figure, axes = plotting.plt.subplots(1, 3, figsize=(14, 4), sharey=False)
-        for i, ax in enumerate(axes):
-            ax.plot(x_fine, fine_u0[i], color="0.7", lw=1, label="u0")
-            ax.plot(x_fine, fine_u1[i], color="k", lw=1.5, label="u(1) (solver)")
-            ax.plot(
+            coarse_prediction = task.model.eval()(task.splits["test"][0][:3])[:, 0].cpu().numpy()
+            fine_prediction = task.model(fine_u0[:3])[:, 0].cpu().numpy()
+        fine_u0, fine_u1 = fine_u0[:3, 0].cpu().numpy(), fine_u1[:3, 0].cpu().numpy()
+        x_coarse = (torch.arange(config.data.resolution) / config.data.resolution).numpy()
+        x_fine = (torch.arange(config.data.super_resolution) / config.data.super_resolution).numpy()
+        # viscosity shrinks u(1) to a few percent of u0: one row each, on their own scales
+        figure, axes = plotting.plt.subplots(2, 3, figsize=(14, 6.5), sharex=True)
+        for i in range(3):
+            top, bottom = axes[0][i], axes[1][i]
+            top.plot(x_fine, fine_u0[i], color="0.4", lw=1)
+            top.set_title(f"test sample {i}: u0")
+            bottom.plot(x_fine, fine_u1[i], color="k", lw=1.5, label="u(1) (solver)")
+            bottom.plot(
                 x_fine,
                 fine_prediction[i],
                 "--",
@@ -205,7 +209,7 @@ class FNOBurgers(Experiment):
                 lw=1.2,
                 label=f"FNO zero-shot, s = {config.data.super_resolution}",
             )
-            ax.plot(
+            bottom.plot(
                 x_coarse,
                 coarse_prediction[i],
                 "o",
@@ -213,9 +217,9 @@ class FNOBurgers(Experiment):
                 color="C0",
                 label=f"FNO, s = {config.data.resolution} (training grid)",
             )
-            ax.set_xlabel("x")
-            ax.set_title(f"test sample {i}")
-        axes[0].legend(fontsize=7)
+            bottom.set_xlabel("x")
+            bottom.set_title("u(., 1)")
+        axes[1][0].legend(fontsize=7)
         figure.suptitle("fno-burgers: u0 -> u(., 1) on test samples")
         return [plotting._save(figure, plots_dir / "predictions.png")]
 
