@@ -217,6 +217,14 @@ def main(argv: list[str] | None = None) -> dict:
     pin_one_thread()
     # the first optimizer built in a process imports torch._dynamo (seconds): not a step's cost
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    default_dtype = torch.get_default_dtype()
+    try:
+        return _run(args)
+    finally:  # DeepXDE's float64 setting is torch's global default: leave it as it was
+        torch.set_default_dtype(default_dtype)
+
+
+def _run(args: Any) -> dict:
     quick = args.quick
     adam = args.adam if args.adam is not None else (20 if quick else 1000)
     lbfgs = args.lbfgs if args.lbfgs is not None else (20 if quick else 2000)
