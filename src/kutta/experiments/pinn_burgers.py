@@ -190,7 +190,7 @@ def burgers_problem(
         conditions = {"data": Observations(domain, points, values)}
         return PINNProblem(
             network, residual, domain, collocation, conditions, coefficients=coefficients
-        ).to(device=device, dtype=dtype)
+        )
 
     def residual(x, u, ops):
         return ops.partial(1) + u[:, 0] * ops.partial(0) - data.nu * ops.partial(0, 0)
@@ -243,7 +243,8 @@ class PINNBurgersTask:
         )
         exact = burgers_exact(grid_x.ravel(), grid_t.ravel(), nu=config.data.nu)
         self.exact = torch.as_tensor(exact, dtype=dtype, device=device)
-        self._lbfgs: LBFGSStepper | None = None
+        #: the L-BFGS phase's optimizer, made at its first step
+        self.lbfgs: LBFGSStepper | None = None
 
     def nfe(self) -> int:
         return 0
@@ -256,11 +257,11 @@ class PINNBurgersTask:
             parameters = [p for p in problem.parameters() if p.requires_grad]
             problem.weighting.update(losses, parameters)
             return StepOutput(loss=problem.total(losses))
-        if self._lbfgs is None:
-            self._lbfgs = LBFGSStepper(self.problem, history_size=self.config.pinn.lbfgs_history)
-        self._lbfgs.step(1)
+        if self.lbfgs is None:
+            self.lbfgs = LBFGSStepper(self.problem, history_size=self.config.pinn.lbfgs_history)
+        self.lbfgs.step(1)
         # The iteration is done; a loss without a graph leaves the Trainer's optimizer idle.
-        return StepOutput(loss=self._lbfgs.last_loss.detach().clone().requires_grad_(True))
+        return StepOutput(loss=self.lbfgs.last_loss.detach().clone().requires_grad_(True))
 
     def prediction(self) -> torch.Tensor:
         return self.problem.predict(self.grid)[:, 0]
@@ -304,8 +305,8 @@ class PINNBurgers(Experiment):
             metrics["lambda2_error_percent"] = (
                 100 * abs(metrics["lambda2"] - config.data.nu) / config.data.nu
             )
-        if task._lbfgs is not None:
-            metrics["lbfgs_evaluations"] = task._lbfgs.evaluations
+        if task.lbfgs is not None:
+            metrics["lbfgs_evaluations"] = task.lbfgs.evaluations
         return metrics
 
     def plot(self, task: PINNBurgersTask, config: PINNBurgersConfig, plots_dir: Path) -> list[Path]:
