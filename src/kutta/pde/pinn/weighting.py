@@ -50,9 +50,11 @@ class GradientNormAnnealing(FixedWeights):
     Every ``every`` steps, each term ``i`` other than ``reference`` (the PDE residual) gets the
     estimate ``w_hat_i = max |grad L_ref| / mean |grad L_i|`` (over all trainable parameters),
     and its weight becomes ``(1 - alpha) w_i + alpha w_hat_i``. The reference term keeps its
-    fixed weight. The paper writes ``alpha = 0.9`` in the text, while the authors' published code
-    puts 0.9 on the old weight (``alpha = 0.1`` here), which smooths noisy estimates: that is the
-    default. Weights should be frozen for L-BFGS, which needs one fixed objective (``fit`` does).
+    fixed weight. The default ``alpha = 0.1`` puts 0.9 on the old weight, as the authors'
+    published code does. Two differences from that code: it takes the statistics over weight
+    matrices only and differentiates the already weighted term; here every trainable parameter
+    counts and ``L_i`` is unweighted, so ``w_hat_i`` is the ratio itself. Weights should be
+    frozen for L-BFGS, which needs one fixed objective (``fit`` does).
 
     Example:
         >>> annealing = GradientNormAnnealing(alpha=0.5)
