@@ -25,8 +25,10 @@ class _UDEField(nn.Module):
         super().__init__()
         self.known = known
         self.network = network
+        self.nfe = 0
 
     def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
         return self.known(t, y) + self.network(y)
 
 
@@ -37,6 +39,9 @@ class UDE(nn.Module):
         known: the known part ``known(t, y)``; an ``nn.Module`` if it has learnable parameters.
         network: the unknown part, a module mapping (B, D) to (B, D).
         method, rtol, atol, options, gradient: solver settings.
+
+    Attributes:
+        nfe: vector-field evaluations since the last call began (includes an adjoint backward).
 
     Example:
         >>> from kutta.models import UDE
@@ -66,8 +71,13 @@ class UDE(nn.Module):
     def network(self) -> nn.Module:
         return self.field.network
 
+    @property
+    def nfe(self) -> int:
+        return self.field.nfe
+
     def forward(self, y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The trajectory from ``y0`` (B, D) at the times ``t`` (T,): (T, B, D)."""
+        self.field.nfe = 0
         return integrate(self.field, y0, t.to(y0), self.solver)
 
 
