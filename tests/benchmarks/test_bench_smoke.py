@@ -119,3 +119,14 @@ def test_peak_rss_sees_a_large_allocation():
     assert peak_mib >= 60
     if exact:  # the high-water mark was reset, so the allocation shows up above the idle peak
         assert peak_mib - idle_mib >= 60
+
+
+def test_fno_quick_runs():
+    out = run_quick(load("bench_fno"))
+    rows = {r["library"]: r for r in out["rows"]}
+    assert "kutta" in rows
+    for r in rows.values():
+        assert r["epoch_s"] > 0
+        assert math.isfinite(r["test_rel_l2"]) and math.isfinite(r["test_rel_l2_super"])
+    if "neuralop" in rows:  # the same architecture
+        assert rows["neuralop"]["parameters"] == rows["kutta"]["parameters"]

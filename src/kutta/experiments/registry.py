@@ -21,6 +21,10 @@ BUILTIN_MODULES = (
     "kutta.experiments.spiral_latent",
     "kutta.experiments.cnf_2d",
     "kutta.experiments.latent_sde",
+    "kutta.experiments.ude_lotka_volterra",
+    "kutta.experiments.fno_burgers",
+    "kutta.experiments.fno_darcy",
+    "kutta.experiments.pinn_burgers",
 )
 
 _REGISTRY: dict[str, type[Experiment]] = {}
