@@ -14,6 +14,13 @@ Rosenbrock methods are told the problems are autonomous (``autonomous=True``), w
 the two evaluations per step that differencing ``f`` in ``t`` costs; the other methods never
 need ``df/dt``.
 
+``kutta bdf compile`` is ``bdf`` with ``options={"compile": True}``: each step (prediction, Newton
+with the field inlined, error estimates, order and step choice), each Jacobian and each
+factorization is a ``torch.compile``-d graph. Its times are warm (the graphs compiled before
+timing); the "first solve" column is the wall time of its first solve, compilation included,
+with an empty inductor cache (a fresh temporary ``TORCHINDUCTOR_CACHE_DIR`` per run, so that
+the number does not depend on earlier runs; ``--reuse-compile-cache`` keeps torch's default).
+
 Part ``batch``: 128 Robertson problems, each rate constant scaled by a factor drawn log-uniformly
 from [0.5, 2] (seeded), to t = 1e5 at rtol = 1e-6, atol = (1e-10, 1e-14, 1e-10): one
 ``kutta.solve(batch_mode="per_sample")`` against a Python loop of scipy Radau solves. Every
@@ -21,7 +28,7 @@ sample is checked against scipy's Radau at rtol = 1e-10, atol = (1e-14, 1e-18, 1
 
     .venv/bin/python benchmarks/bench_stiff.py                 # full run (several minutes)
     .venv/bin/python benchmarks/bench_stiff.py --part batch    # one part
-    .venv/bin/python benchmarks/bench_stiff.py --quick         # smoke test (seconds)
+    .venv/bin/python benchmarks/bench_stiff.py --quick         # smoke test (seconds, no compile)
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import functools
 import math
 import os
 import sys
+import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,7 +62,7 @@ from kutta.controllers import PIController  # noqa: E402
 from kutta.solvers.implicit import IMPLICIT_METHODS  # noqa: E402
 
 RTOL = 1e-8
-KUTTA_METHODS = ("rodas5", "kvaerno5", "bdf")
+KUTTA_METHODS = ("rodas5", "kvaerno5", "bdf", "bdf compile")
 SCIPY_METHODS = ("Radau", "BDF", "LSODA")
 
 
@@ -169,6 +178,8 @@ def problem_atol(ref: np.ndarray) -> np.ndarray:
 def kutta_method(method: str):
     """The method with what a user knows of these problems: they are autonomous, so a Rosenbrock
     method need not difference ``f`` in ``t`` (two evaluations per step)."""
+    if method == "bdf compile":
+        return IMPLICIT_METHODS["bdf"](compile=True)
     options = {"autonomous": True} if method in ("rodas5", "rosenbrock23") else {}
     return IMPLICIT_METHODS[method](**options)
 
@@ -206,19 +217,25 @@ def _record(results: dict, label: str, runner, *args) -> None:
     results[label] = runner(*args)
 
 
-def part_problems(names, repeats: int) -> list[dict]:
+def part_problems(names, repeats: int, kutta_methods=KUTTA_METHODS) -> list[dict]:
     rows = []
     for name in names:
         f_torch, f_np, y0, t_end, ref = PROBLEMS[name]
         ref = np.array(ref)
         atol = problem_atol(ref)
-        runs = {f"kutta {m}": (kutta_run, m, f_torch) for m in KUTTA_METHODS}
+        runs = {f"kutta {m}": (kutta_run, m, f_torch) for m in kutta_methods}
         runs |= {f"scipy {m}": (scipy_run, m, f_np) for m in SCIPY_METHODS}
         results: dict = {}
         fns = {
             label: functools.partial(_record, results, label, runner, method, f, y0, t_end, atol)
             for label, (runner, method, f) in runs.items()
         }
+        first_solve = {}
+        for label in fns:
+            if label.endswith("compile"):  # compiles this field's graphs: not timed below
+                start = time.perf_counter()
+                fns[label]()
+                first_solve[label] = time.perf_counter() - start
         timings = time_interleaved(fns, repeats, warmup=0)
         for label in runs:
             y_end, counts = results[label]
@@ -232,6 +249,7 @@ def part_problems(names, repeats: int) -> list[dict]:
                     "cpu_s": timings[label].cpu,
                     "cpu_us_per_step": 1e6 * timings[label].cpu / max(counts["steps"], 1),
                     "cpu_vs_scipy_bdf": timings[label].cpu / timings["scipy BDF"].cpu,
+                    "first_solve_wall_s": first_solve.get(label, math.nan),
                 }
             )
     return rows
@@ -318,7 +336,14 @@ def part_batch(batch: int, t_end: float, repeats: int, method: str = "rodas5") -
 def main(argv: list[str] | None = None) -> dict:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("problems", "batch", "all"), default="all")
+    parser.add_argument(
+        "--reuse-compile-cache",
+        action="store_true",
+        help="use torch's inductor cache (first solves then time cache loads, not compiles)",
+    )
     args = parser.parse_args(argv)
+    if not args.reuse_compile_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_stiff_inductor_")
     repeats = args.repeats or (1 if args.quick else 3)
     print_machine_notes()
     results: dict = {}
@@ -330,11 +355,13 @@ def main(argv: list[str] | None = None) -> dict:
                 f_np, (0.0, 40.0), y0, method="Radau", rtol=1e-12, atol=[1e-16, 1e-20, 1e-16]
             ).y[:, -1]
             PROBLEMS["ROBER"] = (f_torch, f_np, y0, 40.0, list(ref))
-        rows = part_problems(names, repeats)
+        # --quick is a smoke test in seconds: no compilation (tests/solvers/implicit cover it)
+        methods = [m for m in KUTTA_METHODS if not (args.quick and m.endswith("compile"))]
+        rows = part_problems(names, repeats, methods)
         results["problems"] = rows
         print(f"\nIVP Test Set problems at rtol {RTOL:g} (medians of {repeats} interleaved runs)")
         headers = ["problem", "solver", "scd", "NFE", "Jac", "LU", "steps", "wall [s]", "cpu [s]"]
-        headers += ["cpu/step [us]", "cpu / scipy BDF"]
+        headers += ["cpu/step [us]", "cpu / scipy BDF", "first solve [s]"]
         print(
             table(
                 headers,
@@ -351,6 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
                         r["cpu_s"],
                         r["cpu_us_per_step"],
                         r["cpu_vs_scipy_bdf"],
+                        r["first_solve_wall_s"],
                     ]
                     for r in rows
                 ],

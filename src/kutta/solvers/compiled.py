@@ -1,4 +1,5 @@
-"""An optional ``torch.compile``-d explicit Runge–Kutta step (shared batch mode).
+"""Optional ``torch.compile``-d steps (shared batch mode): explicit Runge–Kutta here, BDF in
+:mod:`kutta.solvers.implicit.bdf`, both through :func:`compile_step`.
 
 Why: for small states a solve is dominated by per-operation dispatch, not arithmetic. Compiled,
 one step (every stage's field call, the stage combinations and the error estimate) becomes one
@@ -64,7 +65,44 @@ def grad_mode(y: torch.Tensor) -> GradMode:
     return GradMode.STATE_TRACKED if y.requires_grad else GradMode.STATE_CONSTANT
 
 
-_CACHE: dict[tuple[ButcherTableau, bool, GradMode], Callable] = {}
+_CACHE: dict[Any, Callable] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class StepKind:
+    """What a compiled function computes (``name``) and the constants baked into it, as the
+    first entry of a :func:`compile_step` key (as a :class:`ButcherTableau` is for RK steps)."""
+
+    name: str
+    constants: tuple = ()
+
+
+def compile_step(
+    key: tuple, name: str, make: Callable[[], Callable], options: dict[str, Any] | None = None
+) -> Callable:
+    """``torch.compile(make(), options=options)``, made once per ``key`` and shared by all solves.
+
+    ``key[0]`` names the kind of step (a :class:`ButcherTableau` or a :class:`StepKind`).
+
+    ``name`` names the code object of the compiled function: dynamo keeps its compiled graphs
+    (and its recompile limit) per code object, so a code object of its own per key keeps the
+    methods, directions and grad modes from evicting each other.
+    """
+    if key not in _CACHE:
+        # Fields that count their own calls (``self.nfe += 1``, as in torchdiffeq's examples)
+        # would otherwise be recompiled at every step: dynamo treats integer attributes of
+        # modules as constants unless told not to.
+        torch._dynamo.config.allow_unspec_int_on_nn_module = True
+        fn = make()
+        fn = types.FunctionType(
+            fn.__code__.replace(co_name=name),
+            fn.__globals__,
+            name,
+            fn.__defaults__,
+            fn.__closure__,
+        )
+        _CACHE[key] = torch.compile(fn, options=options)
+    return _CACHE[key]
 
 
 def compiled_attempt(tableau: ButcherTableau, reverse: bool, grad_mode: GradMode) -> Callable:
@@ -82,25 +120,10 @@ def compiled_attempt(tableau: ButcherTableau, reverse: bool, grad_mode: GradMode
     ``tolerances`` or ``error``), computed in the same graph so that the loop only reads one
     number back per step.
     """
-    key = (tableau, reverse, grad_mode)
-    if key not in _CACHE:
-        # Fields that count their own calls (``self.nfe += 1``, as in torchdiffeq's examples)
-        # would otherwise be recompiled at every step: dynamo treats integer attributes of
-        # modules as constants unless told not to.
-        torch._dynamo.config.allow_unspec_int_on_nn_module = True
-        attempt = _make_attempt(tableau, reverse)
-        # dynamo keeps its compiled graphs (and its recompile limit) per code object; a code
-        # object of its own per tableau and direction keeps methods from evicting each other.
-        name = f"attempt_{tableau.name}{'_reverse' if reverse else ''}_{grad_mode.name}"
-        attempt = types.FunctionType(
-            attempt.__code__.replace(co_name=name),
-            attempt.__globals__,
-            name,
-            attempt.__defaults__,
-            attempt.__closure__,
-        )
-        _CACHE[key] = torch.compile(attempt)
-    return _CACHE[key]
+    name = f"attempt_{tableau.name}{'_reverse' if reverse else ''}_{grad_mode.name}"
+    return compile_step(
+        (tableau, reverse, grad_mode), name, lambda: _make_attempt(tableau, reverse)
+    )
 
 
 def _combine(coeffs: tuple[float, ...], ks: list[torch.Tensor]) -> torch.Tensor:

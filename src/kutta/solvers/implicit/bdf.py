@@ -33,10 +33,21 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ...controllers import weighted_error_norm
 from ..base import StepResult, VectorField
-from .common import ImplicitMethod
-from .linalg import Factorization, gmres, jvp_matvec, newton_matrix, to_blocks
-from .newton import newton, roundoff_floor, with_implicit_gradient
+from ..compiled import CompileTarget, StepKind, compile_step
+from .common import COMPILE_OPTIONS, ImplicitMethod
+from .linalg import (
+    Factorization,
+    blocks_ok,
+    error_scale,
+    factor_blocks,
+    gmres,
+    jvp_matvec,
+    newton_matrix,
+    to_blocks,
+)
+from .newton import newton, newton_fixed, roundoff_floor, with_implicit_gradient
 
 MAX_ORDER = 5
 _ROWS = MAX_ORDER + 3  # D[0..k+2] are used at order k
@@ -72,9 +83,15 @@ class BDFDense(NamedTuple):
     shape: torch.Size
 
 
-def _rescale_matrix(factor: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+def _rescale_matrix(
+    factor: torch.Tensor, order: torch.Tensor, traced: bool = False
+) -> torch.Tensor:
     """Per block, the ``(rows, rows)`` matrix ``M`` with ``D_new = M D`` for a step-size ratio
-    ``factor``: ``(R(factor) U)^T`` on rows ``0..order``, the identity on the others."""
+    ``factor``: ``(R(factor) U)^T`` on rows ``0..order``, the identity on the others.
+
+    ``traced``: the same products written as elementwise operations, which the compiler fuses
+    (it calls out to library kernels for ``cumprod`` and ``bmm``, at a dispatch each).
+    """
     idx = torch.arange(_ROWS, device=factor.device)
     dtype = factor.dtype
     i = idx[1:, None].to(dtype)
@@ -84,13 +101,58 @@ def _rescale_matrix(factor: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
         m = torch.zeros(fac.shape[0], _ROWS, _ROWS, dtype=dtype, device=fac.device)
         m[:, 0, :] = 1
         m[:, 1:, 1:] = (i - 1 - fac[:, None, None] * j) / i
-        return torch.cumprod(m, dim=1)
+        if not traced:
+            return torch.cumprod(m, dim=1)
+        rows = [m[:, 0]]
+        for r in range(1, _ROWS):
+            rows.append(rows[-1] * m[:, r])
+        return torch.stack(rows, dim=1)
 
     inside = (idx[:, None] <= order[:, None, None]) & (idx[None, :] <= order[:, None, None])
     r = r_matrix(factor) * inside
     u = r_matrix(torch.ones_like(factor)) * inside
     eye = torch.eye(_ROWS, dtype=dtype, device=factor.device)
-    return (r @ u).mT + eye * ~inside
+    return (_small_bmm(r, u) if traced else r @ u).mT + eye * ~inside
+
+
+def _small_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.bmm`` as a broadcast product and a sum, which the compiler fuses."""
+    return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
+
+
+class _OrderConstants(NamedTuple):
+    same_order_only: torch.Tensor  # (3,) factors allowing only the current order
+    norm_bias: torch.Tensor  # (3,) the biases over sqrt(n): 2-norms become weighted RMS norms
+    one: torch.Tensor
+    zero_steps: torch.Tensor
+
+
+def _order_constants(dtype: torch.dtype, device: torch.device, n: int) -> _OrderConstants:
+    as_tensor = dict(dtype=dtype, device=device)
+    return _OrderConstants(
+        torch.tensor([0.0, 1.0, 0.0], **as_tensor),
+        torch.tensor([6.0, 6.0, 10.0], **as_tensor) / math.sqrt(n),
+        torch.ones((), **as_tensor),
+        torch.zeros((), dtype=torch.long, device=device),
+    )
+
+
+def _choose_order(errors, order, table, steps, scale, max_order: int, consts: _OrderConstants):
+    """Per block, the next order, step-size factor and count of steps at that order, by
+    CVODE's rules (module docstring), from the ``(B, 3, n)`` error estimates of orders
+    ``k - 1``, ``k``, ``k + 1`` weighted by ``scale``. A factor of 1 keeps the step."""
+    norms = torch.linalg.vector_norm(errors / scale[:, None], dim=2)  # sqrt(n) * RMS
+    # Orders other than k are candidates only after k + 1 steps at order k (and if they
+    # exist); a candidate that is not has factor 0.
+    ready = (steps >= order)[:, None]
+    allowed = torch.where(ready, table[:, 4:7], consts.same_order_only)
+    factors = allowed / ((consts.norm_bias * norms).pow(table[:, 1:4]) + 1e-6)
+    best, choice = factors.max(dim=1)
+    grow = best >= 1.5
+    order_new = (order + choice - 1).clamp(1, max_order)
+    factor = torch.where(grow, best.clamp(max=10.0), consts.one)
+    steps_new = torch.where(grow | (choice != 1), consts.zero_steps, steps + 1)
+    return order_new, factor, steps_new
 
 
 @dataclasses.dataclass(eq=False)
@@ -106,6 +168,11 @@ class BDF(ImplicitMethod):
             cost OREGO a digit).
         max_iters: Newton iterations per step before the step is rejected (4, as scipy).
         jacobian_rate: re-evaluate the Jacobian at the next step when Newton contracted slower.
+        compile: run each shared-mode step without gradients as one ``torch.compile``-d graph
+            (see :func:`_make_compiled_step`); the Jacobian and its factorization stay eager.
+            The first solve of a field pays the compilation; steps the graph cannot take
+            (per-sample mode, grad mode, ``krylov_dim``, tuple states, jump clamping) run
+            eagerly and compute the same thing.
         (and the options of :class:`ImplicitMethod`: ``jac``, ``jacobian``, ``independent_batch``.)
 
     Example:
@@ -123,6 +190,7 @@ class BDF(ImplicitMethod):
     newton_tol: float = 0.03
     max_iters: int = 4
     jacobian_rate: float = 0.2
+    compile: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -142,8 +210,10 @@ class BDF(ImplicitMethod):
     def bind(self, dtype: torch.dtype, device: torch.device) -> BDF:
         bound = super().bind(dtype, device)
         gamma, alpha, error_const = _coefficients(self.ndf)
-        as_tensor = dict(dtype=dtype, device=device)
-        bound._lu_memo = None
+        bound._lu_memo = bound._host_lu_memo = None
+        bound._compiled_fns = {}  # time direction -> the compiled step, once looked up
+        bound._tolerances = None
+        bound._known = {}
         # Everything a step needs of its order k is gathered by one indexing of these tables
         # (the step's cost is kernel dispatch, not arithmetic). Row k of ``order_table``:
         # 1 / alpha_k; the step-size exponents 1 / (j + 1) of orders j = k - 1, k, k + 1; and
@@ -157,10 +227,6 @@ class BDF(ImplicitMethod):
             ],
             dtype=dtype,
         )
-        bound._same_order_only = torch.tensor([0.0, 1.0, 0.0], **as_tensor)
-        bound._bias = torch.tensor([6.0, 6.0, 10.0], **as_tensor)
-        bound._one = torch.ones((), **as_tensor)
-        bound._zero_steps = torch.zeros((), dtype=torch.long, device=device)
         # Row k, as two weight rows over D: y_pred = sum_{j<=k} D[j] and
         # -psi = -sum_{1<=j<=k} gamma_j D[j] / alpha_k.
         weights = torch.zeros(MAX_ORDER + 1, 2, _ROWS, dtype=dtype)
@@ -188,12 +254,18 @@ class BDF(ImplicitMethod):
         )
         return bound
 
+    def set_error_norm(self, rtol, atol, norm) -> None:
+        if self.compile:
+            # Tensors, not floats: the graph would bake floats in and recompile per tolerance.
+            as_tensor = dict(dtype=self._tables.dtype, device=self._tables.device)
+            rtol, atol = torch.as_tensor(rtol, **as_tensor), torch.as_tensor(atol, **as_tensor)
+            self._tolerances = (rtol, atol, norm)
+
     def init(self, f: VectorField, t0: Any, y0: torch.Tensor) -> Any:
         self._layout_name = self._layout(t0)
         y_b = to_blocks(y0, self._layout_name)
         n_blocks, n = y_b.shape
-        # The weighted RMS norms of the order choice are the 2-norms scaled by 1 / sqrt(n).
-        self._norm_bias = self._bias / math.sqrt(n)
+        self._consts = _order_constants(y0.dtype, y0.device, n)
         D = torch.zeros(n_blocks, _ROWS, n, dtype=y0.dtype, device=y0.device)
         D[:, 0] = y_b
         D[:, 1] = to_blocks(f(t0, y0), self._layout_name)  # h * f0 for a step of 1; rescaled later
@@ -229,6 +301,16 @@ class BDF(ImplicitMethod):
         )
 
     def step(self, f: VectorField, t: Any, y: torch.Tensor, h: Any, state: Any) -> StepResult:
+        if (
+            self.compile
+            and self._tolerances is not None
+            and not isinstance(h, torch.Tensor)
+            and self.krylov_dim is None
+            and not torch.is_grad_enabled()
+        ):
+            target = getattr(f, "compile_target", None)
+            if target is not None:
+                return self._compiled_step(target, f, t, y, h, state)
         shape = y.shape
         D, order, h_of_D, steps_at_order, jac, stale, crate = state
         per_sample = isinstance(h, torch.Tensor)
@@ -237,10 +319,9 @@ class BDF(ImplicitMethod):
             resized = h_blocks != h_of_D
             if bool(resized.any()):
                 D = torch.bmm(_rescale_matrix(h_blocks / h_of_D, order), D)
-                steps_at_order = torch.where(resized, self._zero_steps, steps_at_order)
+                steps_at_order = torch.where(resized, self._consts.zero_steps, steps_at_order)
         elif h != h_of_D:
-            D = torch.bmm(_rescale_matrix(torch.full_like(D[:, 0, 0], h / h_of_D), order), D)
-            steps_at_order = torch.zeros_like(steps_at_order)
+            D, steps_at_order = self._rescaled(D, order, steps_at_order, h / h_of_D)
 
         matrix_free = self.krylov_dim is not None
         fresh = None  # the blocks whose Jacobian is evaluated at this step's start
@@ -273,8 +354,14 @@ class BDF(ImplicitMethod):
             scale = self._error_scale.blocks(
                 torch.maximum(y_abs, y_new.reshape(shape).abs()), self._layout_name, magnitude=True
             )
-            order_new, factor, steps_new = self._choose_order(
-                stepped[:, _ROWS:], order, table, steps_at_order, scale
+            order_new, factor, steps_new = _choose_order(
+                stepped[:, _ROWS:],
+                order,
+                table,
+                steps_at_order,
+                scale,
+                self.max_order,
+                self._consts,
             )
         dense = BDFDense(D_new, order, shape)
         new_state = (D_new, order_new, h_blocks, steps_new, jac, next_stale, attempt.crate)
@@ -282,6 +369,109 @@ class BDF(ImplicitMethod):
         if not per_sample:  # shared mode: one step size for all blocks
             h_next = min(h_next.tolist())
         return StepResult(y_new.reshape(shape), err.reshape(shape), dense, new_state, h_next)
+
+    def _compiled_step(self, target: CompileTarget, f, t, y, h, state) -> StepResult:
+        """:meth:`step` with the prediction, Newton, error estimates and the order and step
+        choice in one graph; the host reads back one small tensor per attempt."""
+        D, order, h_of_D, steps_at_order, jac, stale, crate = state
+        fresh = None
+        if self._host(stale, lambda: bool(stale.any())):
+            jac, fresh = self._compiled_refresh(target, f, t, y, jac, stale), stale
+        orders = self._host(order, order.tolist)
+        user_time = -(t + h) if target.reverse else t + h
+        # the ratio and a flag for rescaling the history: always computed in the graph, where
+        # it costs less than a separate eager rescaling costs the steps that need one
+        times = torch.tensor(
+            [user_time, h, h / h_of_D, float(h != h_of_D)], dtype=torch.float64, device=y.device
+        )
+        args = (target, times, y, D, order, steps_at_order, crate, h, orders)
+        out, summary = self._compiled_attempt(jac, *args)
+        n_blocks = D.shape[0]
+        if summary[0] != 1.0:
+            converged = torch.tensor(summary[5 + n_blocks :], device=y.device) == 1.0
+            retry = ~converged if fresh is None else ~converged & ~fresh
+            if bool(retry.any()):
+                jac = self._compiled_refresh(target, f, t, y, jac, retry)
+                out, summary = self._compiled_attempt(jac, *args)
+            if summary[0] != 1.0:
+                self.stats["n_newton_failures"] += 1
+        y_new, err, D_new, order_new, steps_new, next_stale, crate_new = out[:7]
+        self._known = {
+            id(next_stale): (next_stale, summary[1] == 1.0),
+            id(order_new): (order_new, summary[5 : 5 + n_blocks]),
+        }
+        new_state = (D_new, order_new, h, steps_new, jac, next_stale, crate_new)
+        dense = BDFDense(D_new, order, y.shape)
+        return StepResult(y_new, err, dense, new_state, summary[2], error_norm=summary[3])
+
+    def _compiled_attempt(self, jac, target, times, y, D, order, steps, crate, h, orders):
+        """One run of the compiled step with the factorization for ``jac``; returns its
+        outputs and the host copy of its summary."""
+        compiled = self._compiled_fns.get(target.reverse)
+        if compiled is None:
+            constants = (self.max_order, self.newton_tol, self.max_iters, self.jacobian_rate)
+            key = (StepKind("bdf", constants), target.reverse, self._layout_name)
+            name = f"bdf_step_{self._layout_name}{'_reverse' if target.reverse else ''}"
+            make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
+            compiled = compile_step(key, name, make, options=COMPILE_OPTIONS)
+            self._compiled_fns[target.reverse] = compiled
+        lu, new_matrix = self._host_factorization(jac, h, order, orders, times)
+        out = compiled(
+            target.func,
+            target.time_dtype,
+            times,
+            y,
+            D,
+            order,
+            steps,
+            torch.ones_like(crate) if new_matrix else crate,
+            lu.factor,
+            lu.pivots,
+            lu.ok,
+            self._tables,
+            self._error_scale.tensors(y),
+            self._tolerances,
+        )
+        summary = out[-1].tolist()
+        iterations = int(summary[4])
+        target.counter.calls += iterations
+        self.stats["n_newton_iters"] += iterations
+        return out, summary
+
+    def _rescaled(self, D, order, steps_at_order, ratio: float):
+        """Shared mode: the history for a step ``ratio`` times the one it is scaled for."""
+        D = torch.bmm(_rescale_matrix(torch.full_like(D[:, 0, 0], ratio), order), D)
+        return D, torch.zeros_like(steps_at_order)
+
+    def _host(self, tensor: torch.Tensor, read: Any) -> Any:
+        """The host value of a state tensor the previous compiled step reported, else ``read()``."""
+        known = self._known.get(id(tensor))
+        return known[1] if known is not None and known[0] is tensor else read()
+
+    def _host_factorization(
+        self, jac, h: float, order, orders, times
+    ) -> tuple[Factorization, bool]:
+        """:meth:`_factorization` keyed on host values (``c`` is a function of ``h`` and the
+        orders, which compare equal as ints or floats), so that a held step reads nothing back
+        to find its factorization."""
+        memo = self._host_lu_memo
+        if memo is not None and memo[0] is jac and memo[1] == (h, orders):
+            return memo[2], False
+        factorize = self._compiled_fns.get("factorize")
+        if factorize is None:
+            key = (StepKind("bdf_factorization"), False, self._layout_name)
+            factorize = compile_step(key, "bdf_factorization", lambda: _factorize, COMPILE_OPTIONS)
+            self._compiled_fns["factorize"] = factorize
+        lu = Factorization.of(*factorize(jac, self._tables, order, times))
+        self.stats["n_lu"] += 1
+        self._host_lu_memo = (jac, (h, orders), lu)
+        return lu, True
+
+    def _compiled_refresh(self, target, f, t, y, jac, which: torch.Tensor) -> torch.Tensor:
+        if self.jac is not None:
+            return self._refresh(f, t, y, jac, which)
+        new = self._compiled_jacobian(target, t, y, self._layout_name)
+        return torch.where(which[:, None, None], new, jac)
 
     def _refresh(self, f, t, y, jac, which: torch.Tensor) -> torch.Tensor:
         new = self._jacobian(f, t, y.detach(), self._layout_name).detach()
@@ -333,23 +523,6 @@ class BDF(ImplicitMethod):
         self._lu_memo = (jac, c, lu)
         return lu, True
 
-    def _choose_order(self, errors, order, table, steps, scale):
-        """Per block, the next order, step-size factor and count of steps at that order, by
-        CVODE's rules (module docstring), from the ``(B, 3, n)`` error estimates of orders
-        ``k - 1``, ``k``, ``k + 1`` weighted by ``scale``. A factor of 1 keeps the step."""
-        norms = torch.linalg.vector_norm(errors / scale[:, None], dim=2)  # sqrt(n) * RMS
-        # Orders other than k are candidates only after k + 1 steps at order k (and if they
-        # exist); a candidate that is not has factor 0.
-        ready = (steps >= order)[:, None]
-        allowed = torch.where(ready, table[:, 4:7], self._same_order_only)
-        factors = allowed / ((self._norm_bias * norms).pow(table[:, 1:4]) + 1e-6)
-        best, choice = factors.max(dim=1)
-        grow = best >= 1.5
-        order_new = (order + choice - 1).clamp(1, self.max_order)
-        factor = torch.where(grow, best.clamp(max=10.0), self._one)
-        steps_new = torch.where(grow | (choice != 1), self._zero_steps, steps + 1)
-        return order_new, factor, steps_new
-
     def interpolate(self, dense: BDFDense, theta: Any) -> torch.Tensor:
         D, order, shape = dense
         n_blocks = D.shape[0]
@@ -365,6 +538,103 @@ class BDF(ImplicitMethod):
         use = (torch.arange(1, _ROWS, device=D.device)[None, :] <= order[:, None]).to(D.dtype)
         y = D[:, 0] + torch.einsum("bj,bjn->bn", products * use, D[:, 1:])
         return y.reshape(shape)
+
+
+def _factorize(jac, tables, order, times):
+    """The factors of ``I - c J``, ``c = h / alpha_k``, and which blocks are usable, for
+    :meth:`BDF._host_factorization` to compile."""
+    c = tables[order][:, :1] * times[1].to(jac.dtype)
+    factor, pivots, info = factor_blocks(newton_matrix(jac, c))
+    return factor, pivots, blocks_ok(factor, info)
+
+
+def _make_compiled_step(
+    max_order: int,
+    newton_tol: float,
+    max_iters: int,
+    jacobian_rate: float,
+    reverse: bool,
+    layout: str,
+):
+    """The traceable BDF step of :meth:`BDF._compiled_step` (shared mode, no gradients).
+
+    It computes what the eager step computes, with the data-dependent parts made static: the
+    history is always rescaled, and the rescaling kept where ``times[3]`` says the step size
+    changed; Newton runs ``max_iters`` iterations with finished blocks frozen
+    (:func:`~.newton.newton_fixed`); the order's coefficients come from the padded tables, so
+    one graph serves all orders. ``times`` (float64) holds the user's time of ``t + h``,
+    ``h``, ``h / h_of_D`` and the rescale flag. The factorization of ``I - c J`` comes from
+    outside (the explicit inverse, or LU factors with ``pivots``).
+
+    Returns ``y_new, error, D_new, order_new, steps_new, next_stale, crate`` and a float64
+    summary for the host: all converged, any stale, the next step size, the loop's error norm,
+    Newton's iterations, then the new order of each block and whether its Newton converged.
+    """
+
+    def bdf_step(
+        func, time_dtype, times, y, D, order, steps, crate, factor, pivots, lu_ok, tables,
+        error_tols, tolerances,
+    ):  # fmt: skip
+        shape, dtype = y.shape, y.dtype
+        n = D.shape[2]
+        h = times[1].to(dtype)
+        resize = times[3] > 0
+        ratio = times[2].to(dtype).expand(D.shape[0])
+        D = torch.where(resize, _small_bmm(_rescale_matrix(ratio, order, traced=True), D), D)
+        steps = torch.where(resize, torch.zeros_like(steps), steps)
+        table = tables[order]
+        atol, rtol, tiny = error_tols
+        y_abs = y.abs()
+        scale = error_scale(atol, rtol, tiny, y_abs, layout)
+        pred_psi = _small_bmm(table[:, _PRED_PSI_COLUMNS].view(-1, 2, _ROWS), D)
+        y_pred, minus_psi = pred_psi[:, 0], pred_psi[:, 1]
+        c = table[:, :1] * h
+        t_user = times[0].to(time_dtype)
+
+        def phi(d):
+            out = func(t_user, (y_pred + d).reshape(shape))
+            return torch.addcmul(minus_psi, c, to_blocks(-out if reverse else out, layout))
+
+        def solve(r):
+            if pivots is None:
+                return _small_bmm(factor, r.unsqueeze(-1)).squeeze(-1)
+            return torch.linalg.lu_solve(factor, pivots, r.unsqueeze(-1)).squeeze(-1)
+
+        floor = roundoff_floor(scale, y_pred, newton_tol)
+        res = newton_fixed(phi, solve, floor, newton_tol, max_iters, crate)
+        converged = res.converged & lu_ok
+        d = res.z
+        y_new = y_pred + d
+        crate = torch.where(res.rate > 0, torch.maximum(0.3 * crate, res.rate), crate)
+        step_matrices = table[:, _STEP_COLUMNS].view(-1, _ROWS + 3, _ROWS + 1)
+        D_and_d = torch.cat([D, d[:, None]], dim=1)
+        # two products, not one and a slice: the next step's input keeps its strides fixed
+        D_new = _small_bmm(step_matrices[:, :_ROWS], D_and_d)
+        errors = _small_bmm(step_matrices[:, _ROWS:], D_and_d)
+        err = errors[:, 1].masked_fill(~converged[:, None], math.inf)
+        next_stale = (res.rate > jacobian_rate) | ~converged
+        y_new = y_new.reshape(shape)
+        scale = error_scale(atol, rtol, tiny, torch.maximum(y_abs, y_new.abs()), layout)
+        consts = _order_constants(dtype, y.device, n)
+        order_new, step_factor, steps_new = _choose_order(
+            errors, order, table, steps, scale, max_order, consts
+        )
+        err = err.reshape(shape)
+        rtol_loop, atol_loop, norm = tolerances
+        error_norm = weighted_error_norm(err, y, y_new, rtol_loop, atol_loop, norm)
+        scalars = [
+            converged.all(),
+            next_stale.any(),
+            (step_factor * h).min(),
+            error_norm,
+            res.iterations.max(),
+        ]
+        summary = torch.cat(
+            [torch.stack([v.double() for v in scalars]), order_new.double(), converged.double()]
+        )
+        return y_new, err, D_new, order_new, steps_new, next_stale, crate, summary
+
+    return bdf_step
 
 
 def bdf(**options: Any) -> BDF:

@@ -96,22 +96,33 @@ class ErrorScale:
         self.atol, self.rtol = atol, rtol
         self._cast: tuple | None = None
 
-    def blocks(self, y: torch.Tensor, layout: str, magnitude: bool = False) -> torch.Tensor:
-        """The scale in block layout; ``magnitude``: ``y`` is already ``|y|``."""
-        if self._cast is None or self._cast[0] != (y.dtype, y.device):
-            finfo = torch.finfo(y.dtype)
-            atol = torch.as_tensor(self.atol, dtype=y.dtype, device=y.device)
-            rtol = torch.as_tensor(self.rtol, dtype=y.dtype, device=y.device)
+    def tensors(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float | None]:
+        """``(atol, rtol, tiny)`` cast to ``like``'s dtype and device (see :func:`error_scale`)."""
+        if self._cast is None or self._cast[0] != (like.dtype, like.device):
+            finfo = torch.finfo(like.dtype)
+            atol = torch.as_tensor(self.atol, dtype=like.dtype, device=like.device)
+            rtol = torch.as_tensor(self.rtol, dtype=like.dtype, device=like.device)
             # A zero atol needs a floor against dividing by zero; a positive one is its own.
             tiny = None if bool((atol > 0).all()) else finfo.tiny
-            self._cast = ((y.dtype, y.device), atol, rtol.clamp_min(16 * finfo.eps), tiny)
-        _, atol, rtol, tiny = self._cast
-        scale = torch.addcmul(atol, rtol, y if magnitude else y.abs())
-        if tiny is not None:
-            scale = scale.clamp_min(tiny)
-        if scale.shape != y.shape:
-            scale = scale.expand_as(y)
-        return to_blocks(scale, layout)
+            self._cast = ((like.dtype, like.device), atol, rtol.clamp_min(16 * finfo.eps), tiny)
+        return self._cast[1:]
+
+    def blocks(self, y: torch.Tensor, layout: str, magnitude: bool = False) -> torch.Tensor:
+        """The scale in block layout; ``magnitude``: ``y`` is already ``|y|``."""
+        atol, rtol, tiny = self.tensors(y)
+        return error_scale(atol, rtol, tiny, y if magnitude else y.abs(), layout)
+
+
+def error_scale(
+    atol: torch.Tensor, rtol: torch.Tensor, tiny: float | None, y_abs: torch.Tensor, layout: str
+) -> torch.Tensor:
+    """``max(atol + rtol * y_abs, tiny)`` (no floor if ``tiny`` is None) in block layout."""
+    scale = torch.addcmul(atol, rtol, y_abs)
+    if tiny is not None:
+        scale = scale.clamp_min(tiny)
+    if scale.shape != y_abs.shape:
+        scale = scale.expand_as(y_abs)
+    return to_blocks(scale, layout)
 
 
 def rms(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -146,16 +157,19 @@ class Factorization:
     """
 
     def __init__(self, matrix: torch.Tensor, inverse: bool = True):
-        self._inverse = inverse and matrix.shape[-1] <= INVERSE_MAX_SIZE
-        if self._inverse:
-            self.factor, self._info = torch.linalg.inv_ex(matrix)
-        else:
-            self.factor, self.pivots, self._info = torch.linalg.lu_factor_ex(matrix)
+        self.factor, self.pivots, self._info = factor_blocks(matrix, inverse)
+
+    @classmethod
+    def of(cls, factor: torch.Tensor, pivots: torch.Tensor | None, ok: torch.Tensor):
+        """The factorization :func:`factor_blocks` made elsewhere (in a compiled graph)."""
+        lu = cls.__new__(cls)
+        lu.factor, lu.pivots, lu.ok = factor, pivots, ok
+        return lu
 
     @functools.cached_property
     def ok(self) -> torch.Tensor:
         """``(B,)``: which blocks factored into finite, nonsingular factors."""
-        return (self._info == 0) & torch.isfinite(self.factor).all(dim=(1, 2))
+        return blocks_ok(self.factor, self._info)
 
     @functools.cached_property
     def all_ok(self) -> bool:
@@ -163,9 +177,23 @@ class Factorization:
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
         """``matrix^-1 rhs`` for ``rhs`` of shape ``(B, m)``."""
-        if self._inverse:
+        if self.pivots is None:
             return torch.bmm(self.factor, rhs.unsqueeze(-1)).squeeze(-1)
         return torch.linalg.lu_solve(self.factor, self.pivots, rhs.unsqueeze(-1)).squeeze(-1)
+
+
+def factor_blocks(matrix: torch.Tensor, inverse: bool = True):
+    """``(factor, pivots, info)`` of :class:`Factorization`: the explicit inverse (``pivots``
+    None) for blocks up to ``INVERSE_MAX_SIZE`` when ``inverse``, else LU factors."""
+    if inverse and matrix.shape[-1] <= INVERSE_MAX_SIZE:
+        factor, info = torch.linalg.inv_ex(matrix)
+        return factor, None, info
+    return torch.linalg.lu_factor_ex(matrix)
+
+
+def blocks_ok(factor: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
+    """Which blocks of :func:`factor_blocks` factored into finite, nonsingular factors."""
+    return (info == 0) & torch.isfinite(factor).all(dim=(1, 2))
 
 
 def check_layout(layout: str, jacobian: str) -> None:

@@ -90,6 +90,60 @@ def newton(
     return NewtonResult(z, converged, rate, iterations, all_converged)
 
 
+class FixedNewtonResult(NamedTuple):
+    z: torch.Tensor  # (B, m)
+    converged: torch.Tensor  # (B,) bool
+    rate: torch.Tensor  # (B,) as in NewtonResult
+    iterations: torch.Tensor  # (B,) the iterations each block took before it stopped
+
+
+def newton_fixed(
+    phi: BlockFn,
+    solve: BlockFn,
+    scale: torch.Tensor,
+    tol: float,
+    max_iters: int,
+    eta: torch.Tensor,
+) -> FixedNewtonResult:
+    """:func:`newton` from zero without a data-dependent exit, for tracing into one graph.
+
+    All ``max_iters`` iterations run; a block that converged or failed is frozen by
+    ``torch.where``, so each block's result, rate and iteration count are those :func:`newton`
+    returns for it (its one-block test: the 2-norm of the scaled correction against ``tol``
+    times ``sqrt(m)``). ``solve(r)`` applies the approximate ``(I - dphi/dz)^-1``.
+
+    Example:
+        >>> phi = lambda z: 0.5 * torch.cos(z)
+        >>> res = newton_fixed(phi, lambda r: r / 1.2, torch.ones(1, 1), 1e-10, 20, torch.ones(1))
+        >>> bool(res.converged.all()), round(float(res.z), 6), int(res.iterations)
+        (True, 0.450184, 6)
+    """
+    tol = tol * math.sqrt(scale.shape[1])
+    z = torch.zeros_like(scale)
+    active = torch.ones(scale.shape[0], dtype=torch.bool, device=scale.device)
+    converged = torch.zeros_like(active)
+    rate = torch.zeros_like(scale[:, 0])
+    iterations = torch.zeros(scale.shape[0], dtype=torch.long, device=scale.device)
+    previous = None
+    for first in [True] + [False] * (max_iters - 1):
+        dz = solve(phi(z) if first else phi(z) - z)
+        size = torch.linalg.vector_norm(dz / scale, dim=1)
+        finite = torch.isfinite(size)
+        moving = active & finite
+        if first:
+            estimate = eta.to(size.dtype).clamp(max=1) * size
+        else:
+            rate = torch.where(moving, size / previous, rate)
+            estimate = rate / (1 - rate).clamp_min(1e-12) * size
+        iterations = iterations + active.long()
+        z = torch.where(moving[:, None], z + dz, z)
+        done = moving & (estimate <= tol) & (rate < 1)
+        converged = converged | done
+        active = moving & ~done & (rate < 1)
+        previous = size
+    return FixedNewtonResult(z, converged, rate, iterations)
+
+
 def roundoff_floor(scale: torch.Tensor, magnitude: torch.Tensor, tol: float) -> torch.Tensor:
     """``scale`` raised so that ``tol * scale`` is at least some tens of ulps of ``magnitude``.
 
