@@ -213,6 +213,7 @@ class BDF(ImplicitMethod):
         bound._lu_memo = bound._host_lu_memo = None
         bound._compiled_fns = {}  # time direction -> the compiled step, once looked up
         bound._tolerances = None
+        bound._compilable = False  # set_error_norm decides
         bound._known = {}
         # Everything a step needs of its order k is gathered by one indexing of these tables
         # (the step's cost is kernel dispatch, not arithmetic). Row k of ``order_table``:
@@ -260,12 +261,14 @@ class BDF(ImplicitMethod):
             as_tensor = dict(dtype=self._tables.dtype, device=self._tables.device)
             rtol, atol = torch.as_tensor(rtol, **as_tensor), torch.as_tensor(atol, **as_tensor)
             self._tolerances = (rtol, atol, norm)
+            self._compilable = self.krylov_dim is None
 
     def init(self, f: VectorField, t0: Any, y0: torch.Tensor) -> Any:
         self._layout_name = self._layout(t0)
         y_b = to_blocks(y0, self._layout_name)
         n_blocks, n = y_b.shape
         self._consts = _order_constants(y0.dtype, y0.device, n)
+        self._error_tols = self._error_scale.tensors(y0)
         D = torch.zeros(n_blocks, _ROWS, n, dtype=y0.dtype, device=y0.device)
         D[:, 0] = y_b
         D[:, 1] = to_blocks(f(t0, y0), self._layout_name)  # h * f0 for a step of 1; rescaled later
@@ -301,13 +304,7 @@ class BDF(ImplicitMethod):
         )
 
     def step(self, f: VectorField, t: Any, y: torch.Tensor, h: Any, state: Any) -> StepResult:
-        if (
-            self.compile
-            and self._tolerances is not None
-            and not isinstance(h, torch.Tensor)
-            and self.krylov_dim is None
-            and not torch.is_grad_enabled()
-        ):
+        if self._compilable and not isinstance(h, torch.Tensor) and not torch.is_grad_enabled():
             target = getattr(f, "compile_target", None)
             if target is not None:
                 return self._compiled_step(target, f, t, y, h, state)
@@ -375,9 +372,11 @@ class BDF(ImplicitMethod):
         choice in one graph; the host reads back one small tensor per attempt."""
         D, order, h_of_D, steps_at_order, jac, stale, crate = state
         fresh = None
-        if self._host(stale, lambda: bool(stale.any())):
+        known = self._known.get(id(stale))
+        if known[1] if known is not None and known[0] is stale else bool(stale.any()):
             jac, fresh = self._compiled_refresh(target, f, t, y, jac, stale), stale
-        orders = self._host(order, order.tolist)
+        known = self._known.get(id(order))
+        orders = known[1] if known is not None and known[0] is order else order.tolist()
         user_time = -(t + h) if target.reverse else t + h
         # the ratio and a flag for rescaling the history: always computed in the graph, where
         # it costs less than a separate eager rescaling costs the steps that need one
@@ -396,6 +395,8 @@ class BDF(ImplicitMethod):
             if summary[0] != 1.0:
                 self.stats["n_newton_failures"] += 1
         y_new, err, D_new, order_new, steps_new, next_stale, crate_new = out[:7]
+        # host copies of the new state's flags and orders, which the next step would otherwise
+        # read back (by identity: a rejected step's next attempt starts from the older state)
         self._known = {
             id(next_stale): (next_stale, summary[1] == 1.0),
             id(order_new): (order_new, summary[5 : 5 + n_blocks]),
@@ -429,7 +430,7 @@ class BDF(ImplicitMethod):
             lu.pivots,
             lu.ok,
             self._tables,
-            self._error_scale.tensors(y),
+            self._error_tols,
             self._tolerances,
         )
         summary = out[-1].tolist()
@@ -442,11 +443,6 @@ class BDF(ImplicitMethod):
         """Shared mode: the history for a step ``ratio`` times the one it is scaled for."""
         D = torch.bmm(_rescale_matrix(torch.full_like(D[:, 0, 0], ratio), order), D)
         return D, torch.zeros_like(steps_at_order)
-
-    def _host(self, tensor: torch.Tensor, read: Any) -> Any:
-        """The host value of a state tensor the previous compiled step reported, else ``read()``."""
-        known = self._known.get(id(tensor))
-        return known[1] if known is not None and known[0] is tensor else read()
 
     def _host_factorization(
         self, jac, h: float, order, orders, times
@@ -471,7 +467,7 @@ class BDF(ImplicitMethod):
         if self.jac is not None:
             return self._refresh(f, t, y, jac, which)
         new = self._compiled_jacobian(target, t, y, self._layout_name)
-        return torch.where(which[:, None, None], new, jac)
+        return new if jac.shape[0] == 1 else torch.where(which[:, None, None], new, jac)
 
     def _refresh(self, f, t, y, jac, which: torch.Tensor) -> torch.Tensor:
         new = self._jacobian(f, t, y.detach(), self._layout_name).detach()
