@@ -33,9 +33,11 @@ sample is checked against scipy's Radau at rtol = 1e-10, atol = (1e-14, 1e-18, 1
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -343,7 +345,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args = parser.parse_args(argv)
     if not args.reuse_compile_cache:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_stiff_inductor_")
+        cache = tempfile.mkdtemp(prefix="bench_stiff_inductor_")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
     repeats = args.repeats or (1 if args.quick else 3)
     print_machine_notes()
     results: dict = {}
