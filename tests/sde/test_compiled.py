@@ -104,6 +104,25 @@ def test_compiled_euler_follows_the_eager_path(noise_type):
 
 
 @pytest.mark.slow
+def test_compiled_euler_chunks_equal_single_compiled_steps(monkeypatch):
+    # Without autograd, fixed compiled Euler steps run EULER_CHUNK per graph; each unrolled step
+    # does a single compiled step's arithmetic on the same increments: equal bit for bit.
+    sde = MLPSDE()
+    ts = [0.0, 0.3, 0.55, 1.0]  # 6, 5 and 9 steps of 0.05: chunks and remainders
+    options = {"compile": True}
+    compiled._COMPILED.clear()
+    with torch.no_grad():  # each solve on a fresh Brownian motion of the same entropy
+        chunked = ksde.sdeint(sde, Y0, ts, bm=_bm(), method="euler", dt=0.05, options=options)
+        assert any(fn is compiled._euler_steps for fn, _ in compiled._COMPILED)
+        with torch.compiler.set_stance("fail_on_recompile"):  # other times, the same graphs
+            ksde.sdeint(sde, Y0, [0.0, 0.9], bm=_bm(), method="euler", dt=0.03, options=options)
+        monkeypatch.setattr(ksde.methods, "EULER_CHUNK", 10**9)
+        single = ksde.sdeint(sde, Y0, ts, bm=_bm(), method="euler", dt=0.05, options=options)
+    assert not torch.equal(chunked[-1], Y0)
+    assert torch.equal(chunked, single)
+
+
+@pytest.mark.slow
 def test_compiled_euler_backprop_matches_eager_gradients():
     # a solve with gradients: the first step from a state without grad, later ones with
     sde = MLPSDE()

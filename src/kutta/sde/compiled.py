@@ -4,9 +4,10 @@ Why: a fixed SDE step on a small neural SDE is a dozen small operations around t
 at batch 256 (bench_sde's neural SDE) their dispatch and unfused elementwise kernels are about
 a sixth of an Euler step's CPU time and a third to a half of an adjoint step's. Compiled, an
 Euler–Maruyama or reversible Heun step (drift, diffusion, the noise product and the update) is
-one graph; a step of the stochastic adjoint's backward midpoint method (two adjoint increments,
-each a vector-Jacobian product through drift and diffusion, for an Itô SDE through the
-Itô-to-Stratonovich correction too) and a backward step of the reversible Heun adjoint are each
+one graph (fixed Euler–Maruyama steps without autograd: :data:`EULER_CHUNK` steps, unrolled,
+per graph, which saves the per-call cost of a graph); a step of the stochastic adjoint's
+backward midpoint method (two adjoint increments, each a vector-Jacobian product through drift
+and diffusion, for an Itô SDE through the Itô-to-Stratonovich correction too) and a backward step of the reversible Heun adjoint are each
 one graph of forward and backward kernels, written with ``torch.func`` because
 ``torch.autograd.grad`` cannot be traced. The Brownian increments are drawn eagerly and passed
 in. Using a compiled step sets ``torch._dynamo.config.allow_unspec_int_on_nn_module = True`` for
@@ -150,6 +151,32 @@ def euler_step(target: SDETarget, t0: float, t1: float, y: torch.Tensor, dw: tor
     h = torch.scalar_tensor(t1 - t0, dtype=y.dtype, device=y.device)
     y1 = _compiled(_euler_step, grad_mode(y))(target.sde, target.diagonal, t, h, y, dw)
     target.count(2)
+    return y1
+
+
+# Euler–Maruyama steps per compiled graph in a fixed-step solve. Each graph call has a fixed cost
+# (guards, wrappers, output allocation: ~10% of a step of bench_sde's neural SDE) that a chunk
+# pays once; compile time grows with the chunk (one unrolled step per step).
+EULER_CHUNK = 8
+
+
+def _euler_steps(sde, diagonal, times, steps, y, increments):
+    for k, dw in enumerate(increments):
+        f, g_dw = _f_and_g_prod(sde, diagonal, times[k], y, dw)
+        y = y + steps[k] * f + g_dw
+    return y
+
+
+def euler_steps(target: SDETarget, intervals: list, y: torch.Tensor, increments: list):
+    """Consecutive compiled Euler–Maruyama steps over ``intervals`` (``(t0, t1)`` pairs) with
+    their Brownian increments, unrolled in one graph: each step's arithmetic is
+    :func:`euler_step`'s, with the same time and step-size values."""
+    times = torch.tensor([t0 for t0, _ in intervals], dtype=y.dtype, device=y.device)
+    steps = torch.tensor([t1 - t0 for t0, t1 in intervals], dtype=y.dtype, device=y.device)
+    y1 = _compiled(_euler_steps, grad_mode(y))(
+        target.sde, target.diagonal, times, steps, y, increments
+    )
+    target.count(2 * len(intervals))
     return y1
 
 

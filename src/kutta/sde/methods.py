@@ -20,9 +20,11 @@ from kutta.errors import InvalidArgumentError
 from kutta.sde.base import SDEView
 from kutta.sde.compiled import (
     COMPILE,
+    EULER_CHUNK,
     check_compile_option,
     compile_target,
     euler_step,
+    euler_steps,
     reversible_heun_step,
 )
 from kutta.sde.settings import (
@@ -86,6 +88,13 @@ class Method:
     def step(self, t0: float, t1: float, y: torch.Tensor, extra: tuple):
         raise NotImplementedError
 
+    def steps(self, intervals: list[tuple[float, float]], y: torch.Tensor, extra: tuple):
+        """Consecutive steps over ``intervals`` (``(t0, t1)`` pairs); the state after the last."""
+        step = self.step
+        for t0, t1 in intervals:
+            y, extra = step(t0, t1, y, extra)
+        return y, extra
+
 
 class Euler(Method):
     """Euler–Maruyama: strong order 0.5 (1.0 for additive noise), weak order 1."""
@@ -100,6 +109,21 @@ class Euler(Method):
             return euler_step(self.compiled, t0, t1, y, dw), extra
         f, g_dw = self.sde.f_and_g_prod(self.time(t0, y), y, dw)
         return y + (t1 - t0) * f + g_dw, extra
+
+    def steps(self, intervals, y, extra):
+        if self.compiled is None or torch.is_grad_enabled():
+            return super().steps(intervals, y, extra)
+        # Compiled without autograd (sdeint under no_grad, the adjoints' forward solves):
+        # EULER_CHUNK steps per graph (a graph call's fixed cost is about a tenth of a step of
+        # bench_sde's neural SDE), then single steps. The increments are queried in the steps'
+        # order, as single steps query them. Solves with autograd keep single steps: unrolled
+        # forward and backward graphs would take much longer to compile.
+        bm = self.bm
+        whole = len(intervals) - len(intervals) % EULER_CHUNK
+        for start in range(0, whole, EULER_CHUNK):
+            chunk = intervals[start : start + EULER_CHUNK]
+            y = euler_steps(self.compiled, chunk, y, [bm(t0, t1) for t0, t1 in chunk])
+        return super().steps(intervals[whole:], y, extra)
 
 
 class _Milstein(Method):
