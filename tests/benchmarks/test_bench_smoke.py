@@ -130,3 +130,17 @@ def test_fno_quick_runs():
         assert math.isfinite(r["test_rel_l2"]) and math.isfinite(r["test_rel_l2_super"])
     if "neuralop" in rows:  # the same architecture
         assert rows["neuralop"]["parameters"] == rows["kutta"]["parameters"]
+
+
+def test_pinn_quick_runs_and_libraries_agree(capsys):
+    summary = run_quick(load("bench_pinn"))["summary"]
+    assert "kutta" in summary
+    for row in summary.values():
+        assert row["adam_s_per_step"] > 0 and row["lbfgs_s_per_iteration"] > 0
+        assert row["lbfgs_iterations"] == 20 and 0 < row["relative_l2"] < 1.5
+    if "deepxde" in summary:
+        # same points, same initial weights, same losses and schedule: the same optimization
+        assert summary["kutta"]["final_loss"] == pytest.approx(
+            summary["deepxde"]["final_loss"], rel=1e-9
+        )
+    assert "relative L2" in capsys.readouterr().out
