@@ -84,7 +84,7 @@ def _default_solver() -> SolverConfig:
 
 def _default_train() -> TrainConfig:
     return TrainConfig(
-        steps=200, lbfgs_steps=500, lr=0.1, batch_size=1, dtype="float64", log_every=10,
+        steps=200, lbfgs_steps=1000, lr=0.1, batch_size=1, dtype="float64", log_every=10,
         checkpoint_every=50,
     )  # fmt: skip
 
