@@ -6,12 +6,11 @@ the PDE residual at Latin-hypercube collocation points plus the initial and boun
 The score is the relative L2 error against the exact Cole-Hopf solution on Raissi's grid
 (256 x 100). Published: 6.7e-4 with 10,000 collocation points and L-BFGS-B to convergence.
 
-Training: the first ``pinn.adam_steps`` steps are the Trainer's optimizer (Adam) on mini-batches
-of ``train.batch_size`` collocation points (full batch by default); the remaining
-``train.steps - pinn.adam_steps`` steps are one L-BFGS iteration each (strong Wolfe line
-search, full batch), taken by the task with :class:`kutta.pde.pinn.fit.LBFGSStepper` while the
-Trainer's optimizer is left with no gradients (so it does nothing). A resumed run continues in
-the right phase (the step count is in the checkpoint) but restarts L-BFGS's curvature history.
+Training: ``train.steps`` steps of the Trainer's optimizer (Adam) on mini-batches of
+``train.batch_size`` collocation points (full batch by default), then ``train.lbfgs_steps``
+iterations of the Trainer's L-BFGS (strong Wolfe line search, history 50, all collocation
+points). A resumed run continues in either phase with L-BFGS's curvature history intact (it is
+in the checkpoint).
 
 ``data.inverse = true`` is Raissi et al.'s inverse problem instead: no initial or boundary
 data, ``num_observations`` values of the exact solution, and the PDE ``u_t + lambda1 u u_x -
@@ -47,7 +46,6 @@ from kutta.pde.pinn import (
     SpaceTime,
     mlp,
 )
-from kutta.pde.pinn.fit import LBFGSStepper
 from kutta.pde.pinn.networks import ACTIVATIONS
 from kutta.train.config import TrainConfig
 from kutta.train.trainer import StepOutput
@@ -99,10 +97,8 @@ class BurgersModel:
 
 @dataclasses.dataclass
 class PINNOptions:
-    #: steps of the Trainer's optimizer (Adam) before the L-BFGS iterations
-    adam_steps: int = 200
-    lbfgs_history: int = 50
-    #: "fixed" (weights below) or "annealing" (Wang, Teng & Perdikaris 2021, during Adam only)
+    #: "fixed" (weights below) or "annealing" (Wang, Teng & Perdikaris 2021, during the
+    #: train.steps of Adam only: L-BFGS needs a fixed objective)
     weighting: str = "fixed"
     initial_weight: float = 1.0
     boundary_weight: float = 1.0
@@ -111,9 +107,9 @@ class PINNOptions:
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
             raise UnknownNameError("weighting", self.weighting, WEIGHTINGS)
-        if self.adam_steps < 0 or self.lbfgs_history < 1 or self.annealing_every < 1:
+        if self.annealing_every < 1:
             raise InvalidArgumentError(
-                "pinn.adam_steps must be >= 0, pinn.lbfgs_history and pinn.annealing_every >= 1"
+                f"pinn.annealing_every must be >= 1, got {self.annealing_every}"
             )
 
 
@@ -125,7 +121,8 @@ def _default_train() -> TrainConfig:
     # N_f = 2000. (500 Adam + 1500 L-BFGS stalled at 0.13 with seed 0; 1000 Adam + 2000 L-BFGS
     # ended at 0.08 with seed 1; 1000 collocation points at 0.20.)
     return TrainConfig(
-        steps=2500,
+        steps=200,
+        lbfgs_steps=2300,
         batch_size=2000,
         lr=1e-3,
         dtype="float64",
@@ -153,15 +150,23 @@ class PINNBurgersConfig:
 
 
 class BurgersPINN(nn.Module):
-    """The network inside its PINN problem, with the count of steps taken (for resuming)."""
+    """The network inside its PINN problem. Its state also holds the count of loss evaluations
+    (so that a resumed run knows whether it is past the Adam phase) and the loss weights (which
+    annealing changes)."""
 
     def __init__(self, problem: PINNProblem):
         super().__init__()
         self.problem = problem
-        self.register_buffer("steps_taken", torch.zeros((), dtype=torch.long))
+        self.register_buffer("loss_evaluations", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.problem.network(x)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"weights": dict(self.problem.weighting.values)}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.problem.weighting.values.update(state["weights"])
 
 
 def burgers_problem(
@@ -224,8 +229,8 @@ class PINNBurgersTask:
 
     def __init__(self, config: PINNBurgersConfig, device: torch.device, dtype: torch.dtype):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # L-BFGS runs inside the task on this process's copy of the model, which DDP
-            # would not synchronize
+            # the loss evaluates the problem's own network (it differentiates by the inputs),
+            # not the DDP wrapper the Trainer passes, so gradients would not be synchronized
             raise InvalidArgumentError(
                 "pinn-burgers trains on one process; run it without torchrun"
             )
@@ -243,25 +248,25 @@ class PINNBurgersTask:
         )
         exact = burgers_exact(grid_x.ravel(), grid_t.ravel(), nu=config.data.nu)
         self.exact = torch.as_tensor(exact, dtype=dtype, device=device)
-        #: the L-BFGS phase's optimizer, made at its first step
-        self.lbfgs: LBFGSStepper | None = None
 
     def nfe(self) -> int:
         return 0
 
     def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
-        self.model.steps_taken += 1
-        if int(self.model.steps_taken) <= self.config.pinn.adam_steps:
-            problem = self.problem
-            losses = problem.losses(problem.collocation[indices.to(problem.collocation.device)])
+        problem = self.problem
+        losses = problem.losses(problem.collocation[indices.to(problem.collocation.device)])
+        # Adam evaluates the loss once per step, so the first train.steps evaluations are its
+        # steps; the later ones are L-BFGS's, whose objective the weights must not change.
+        if int(self.model.loss_evaluations) < self.config.train.steps:
             parameters = [p for p in problem.parameters() if p.requires_grad]
             problem.weighting.update(losses, parameters)
-            return StepOutput(loss=problem.total(losses))
-        if self.lbfgs is None:
-            self.lbfgs = LBFGSStepper(self.problem, history_size=self.config.pinn.lbfgs_history)
-        self.lbfgs.step(1)
-        # The iteration is done; a loss without a graph leaves the Trainer's optimizer idle.
-        return StepOutput(loss=self.lbfgs.last_loss.detach().clone().requires_grad_(True))
+        self.model.loss_evaluations += 1
+        return StepOutput(loss=problem.total(losses))
+
+    def lbfgs_evaluations(self) -> int:
+        """Loss-and-gradient evaluations made by L-BFGS so far (its line search may take more
+        than one per iteration)."""
+        return max(0, int(self.model.loss_evaluations) - self.config.train.steps)
 
     def prediction(self) -> torch.Tensor:
         return self.problem.predict(self.grid)[:, 0]
@@ -305,8 +310,8 @@ class PINNBurgers(Experiment):
             metrics["lambda2_error_percent"] = (
                 100 * abs(metrics["lambda2"] - config.data.nu) / config.data.nu
             )
-        if task.lbfgs is not None:
-            metrics["lbfgs_evaluations"] = task.lbfgs.evaluations
+        if config.train.lbfgs_steps:
+            metrics["lbfgs_evaluations"] = task.lbfgs_evaluations()
         return metrics
 
     def plot(self, task: PINNBurgersTask, config: PINNBurgersConfig, plots_dir: Path) -> list[Path]:
