@@ -160,3 +160,34 @@ def test_bad_queries_give_clear_errors():
         BrownianInterval(0.0, 1.0, levy_area_approximation="exact")
     with pytest.raises(InvalidArgumentError, match="t0 < t1"):
         BrownianInterval(1.0, 0.0)
+
+
+# Recorded from the code before the sequential-query fast paths (commit 26c53af), float64, entropy
+# 11: steps 0, 1, 57 and 99 of 100 sequential queries W(k/100, (k+1)/100), with and without the
+# dt hint. The fast paths must not change a single drawn value.
+_RECORDED_STEPS = {
+    0.01: [
+        ["0x1.e0629bdb8a861p-7", "-0x1.34f474446986fp-5"],
+        ["0x1.04369dc93045dp-3", "0x1.515b64c7526d8p-4"],
+        ["-0x1.f32b3ff9bd1d1p-6", "-0x1.f21f558437747p-5"],
+        ["-0x1.49ca31f9839bcp-5", "-0x1.0951bdc49f1bap-5"],
+    ],
+    None: [
+        ["0x1.d40c7f849c879p-7", "-0x1.3d9a51d8fba22p-5"],
+        ["0x1.07e1917871998p-3", "0x1.4c24568895a53p-4"],
+        ["-0x1.15c4e00449464p-5", "-0x1.2d36aee2cedbap-3"],
+        ["-0x1.48ce52405a78ep-4", "-0x1.1b79a3cf3d5b0p-5"],
+    ],
+}
+
+
+@pytest.mark.parametrize("dt", [0.01, None])
+def test_sequential_increments_equal_recorded_values(dt):
+    bm = BrownianInterval(0.0, 1.0, size=(2,), dtype=torch.float64, entropy=11, dt=dt)
+    grid = [k / 100 for k in range(101)]
+    steps = [bm(a, b) for a, b in zip(grid[:-1], grid[1:])]
+    for k, recorded in zip((0, 1, 57, 99), _RECORDED_STEPS[dt]):
+        expected = torch.tensor([float.fromhex(x) for x in recorded], dtype=torch.float64)
+        assert torch.equal(steps[k], expected)
+    # Tensor times and float times name the same points.
+    assert torch.equal(bm(torch.tensor(0.57, dtype=torch.float64), 0.58), steps[57])

@@ -218,6 +218,9 @@ class BrownianInterval(BaseBrownian):
         self._generator = torch.Generator(device=self._device)
 
         self._root = _Node(start, end, None, _mix(self._entropy))
+        # Every endpoint of a tree interval: a query at one of them (as every sequential step's
+        # start is) needs no descent.
+        self._points = {start, end}
         root_gen = self._seeded(_mix(self._entropy ^ _ROOT_SALT))
         length = end - start
         for name, given in (("W", W), ("H", H)):
@@ -344,8 +347,10 @@ class BrownianInterval(BaseBrownian):
         return torch.zeros(shape, dtype=self._dtype, device=self._device)
 
     def _check_time(self, name: str, t: Any) -> float:
-        t = _as_float(name, t)
         start, end = self._root.start, self._root.end
+        if type(t) is float and start <= t <= end:
+            return t
+        t = _as_float(name, t)
         slack = 1e-12 * max(1.0, abs(start), abs(end))
         if t < start - slack or t > end + slack:
             raise InvalidArgumentError(
@@ -360,9 +365,9 @@ class BrownianInterval(BaseBrownian):
         So the depth stays O(log(span / smallest gap)) whatever the order of the queries (no
         chains from sequential access), and cache misses cost O(log) bridge samples.
         """
-        node = self._root
-        if t == node.start or t == node.end:
+        if t in self._points:
             return t
+        node = self._root
         while True:
             if node.left is not None:
                 mid = node.left.end
@@ -380,10 +385,12 @@ class BrownianInterval(BaseBrownian):
                 if not node.start < mid < node.end:  # float resolution reached
                     return node.start if t - node.start <= node.end - t else node.end
                 node.split(mid)
+                self._points.add(mid)
                 if t == mid:
                     return t
                 continue
             node.split(t)
+            self._points.add(t)
             return t
 
     def _split_point(self, start: float, end: float) -> float:
@@ -433,6 +440,7 @@ class BrownianInterval(BaseBrownian):
         node = self._root
         w, h = node.w, node.h
         uncached = []
+        ancestors = self._ancestors
         while node.left is not None:
             mid = node.left.end
             if tb <= mid:
@@ -442,7 +450,10 @@ class BrownianInterval(BaseBrownian):
             else:
                 break
             if node.w is not None:
-                self._promote(node)
+                if node in ancestors:
+                    ancestors.move_to_end(node)
+                else:
+                    self._promote(node)
                 w, h = node.w, node.h
                 uncached.clear()
             else:
