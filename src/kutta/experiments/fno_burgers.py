@@ -20,15 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from kutta.errors import InvalidArgumentError
-from kutta.experiments.base import Experiment
+from kutta.experiments.operator_task import OperatorExperiment, OperatorTask
 from kutta.experiments.registry import register
 from kutta.pde.burgers import burgers_data
-from kutta.pde.fno import FNO1d, relative_l2
+from kutta.pde.fno import FNO1d
 from kutta.train.config import TrainConfig
-from kutta.train.trainer import StepOutput
 
 #: the relative L2 test error of a run of this size on a 2-core CPU (published_results.md:
 #: 200 train, s = 64, width 32, modes 12, 30 epochs -> 0.79%); summary() compares against it
@@ -100,7 +98,7 @@ class FNOBurgersConfig:
     train: TrainConfig = dataclasses.field(default_factory=_default_train)
 
 
-class FNOBurgersTask:
+class FNOBurgersTask(OperatorTask):
     """Burgers pairs at the training and the super resolution, and the FNO (see :class:`Task`).
 
     Tensors are ``(samples, 1, points)``; ``splits[name] = (u0, u1)`` for ``train``, ``test``
@@ -138,31 +136,9 @@ class FNOBurgersTask:
         ).to(device=device, dtype=dtype)
         self.num_examples = n
 
-    def nfe(self) -> int:
-        return 0  # no ODE solver inside the model
-
-    def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
-        u0, u1 = self.splits["train"]
-        indices = indices.to(u0.device)
-        return StepOutput(loss=relative_l2(model(u0[indices]), u1[indices]))
-
-    def error(self, model: nn.Module, split: str, batch_size: int = 100) -> float:
-        """Mean relative L2 error over a split (in batches, to bound memory on fine grids)."""
-        u0, u1 = self.splits[split]
-        total = sum(
-            relative_l2(model(u0[i : i + batch_size]), u1[i : i + batch_size])
-            * len(u0[i : i + batch_size])
-            for i in range(0, len(u0), batch_size)
-        )
-        return float(total) / len(u0)
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        test = self.error(model, "test")
-        return {"val_loss": test, "test_relative_l2": test}
-
 
 @register
-class FNOBurgers(Experiment):
+class FNOBurgers(OperatorExperiment):
     name = "fno-burgers"
     description = "Fourier neural operator learns Burgers u0 -> u(1); zero-shot at a finer grid"
     config_class = FNOBurgersConfig
@@ -171,18 +147,6 @@ class FNOBurgers(Experiment):
         self, config: FNOBurgersConfig, device: torch.device, dtype: torch.dtype
     ) -> FNOBurgersTask:
         return FNOBurgersTask(config, device, dtype)
-
-    def final_metrics(self, task: FNOBurgersTask, config: FNOBurgersConfig) -> dict[str, float]:
-        model = task.model.eval()
-        with torch.no_grad():
-            return {
-                "train_relative_l2": task.error(model, "train"),
-                "test_relative_l2": task.error(model, "test"),
-                "test_relative_l2_super_resolution": task.error(model, "test_super"),
-                "resolution": config.data.resolution,
-                "super_resolution": config.data.super_resolution,
-                "num_parameters": sum(p.numel() for p in model.parameters()),
-            }
 
     def plot(self, task: FNOBurgersTask, config: FNOBurgersConfig, plots_dir: Path) -> list[Path]:
         from kutta.experiments import plotting

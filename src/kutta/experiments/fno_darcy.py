@@ -22,12 +22,11 @@ import torch
 from torch import nn
 
 from kutta.errors import InvalidArgumentError
-from kutta.experiments.base import Experiment
+from kutta.experiments.operator_task import OperatorExperiment, OperatorTask
 from kutta.experiments.registry import register
 from kutta.pde.darcy import darcy_data
-from kutta.pde.fno import FNO2d, relative_l2
+from kutta.pde.fno import FNO2d
 from kutta.train.config import TrainConfig
-from kutta.train.trainer import StepOutput
 
 #: published_results.md: 500 train at 33 x 33, 10 epochs on a 2-core CPU -> 5.6%
 REFERENCE_ERROR = 0.056
@@ -108,9 +107,11 @@ class ScaledOperator(nn.Module):
         return scale * self.operator((a - mean) / std)
 
 
-class FNODarcyTask:
+class FNODarcyTask(OperatorTask):
     """Darcy pairs ``(a, u)`` as ``(samples, 1, s, s)`` in ``splits["train" | "test" |
     "test_super"]``, and the scaled FNO2d (see :class:`kutta.train.Task`)."""
+
+    error_batch_size = 25  # 129 x 129 fields
 
     def __init__(self, config: FNODarcyConfig, device: torch.device, dtype: torch.dtype):
         d, m = config.data, config.model
@@ -144,31 +145,9 @@ class FNODarcyTask:
         ).to(device=device, dtype=dtype)
         self.num_examples = n
 
-    def nfe(self) -> int:
-        return 0  # no ODE solver inside the model
-
-    def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
-        a, u = self.splits["train"]
-        indices = indices.to(a.device)
-        return StepOutput(loss=relative_l2(model(a[indices]), u[indices]))
-
-    def error(self, model: nn.Module, split: str, batch_size: int = 25) -> float:
-        """Mean relative L2 error over a split (in batches, to bound memory on fine grids)."""
-        a, u = self.splits[split]
-        total = sum(
-            relative_l2(model(a[i : i + batch_size]), u[i : i + batch_size])
-            * len(a[i : i + batch_size])
-            for i in range(0, len(a), batch_size)
-        )
-        return float(total) / len(a)
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        test = self.error(model, "test")
-        return {"val_loss": test, "test_relative_l2": test}
-
 
 @register
-class FNODarcy(Experiment):
+class FNODarcy(OperatorExperiment):
     name = "fno-darcy"
     description = "2-D Fourier neural operator learns Darcy flow a -> u; zero-shot on a finer grid"
     config_class = FNODarcyConfig
@@ -177,18 +156,6 @@ class FNODarcy(Experiment):
         self, config: FNODarcyConfig, device: torch.device, dtype: torch.dtype
     ) -> FNODarcyTask:
         return FNODarcyTask(config, device, dtype)
-
-    def final_metrics(self, task: FNODarcyTask, config: FNODarcyConfig) -> dict[str, float]:
-        model = task.model.eval()
-        with torch.no_grad():
-            return {
-                "train_relative_l2": task.error(model, "train"),
-                "test_relative_l2": task.error(model, "test"),
-                "test_relative_l2_super_resolution": task.error(model, "test_super"),
-                "resolution": config.data.resolution,
-                "super_resolution": config.data.super_resolution,
-                "num_parameters": sum(p.numel() for p in model.parameters()),
-            }
 
     def plot(self, task: FNODarcyTask, config: FNODarcyConfig, plots_dir: Path) -> list[Path]:
         from kutta.experiments import plotting

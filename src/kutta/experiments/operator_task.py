@@ -1,0 +1,67 @@
+"""What the neural-operator experiments share: input/output splits, the relative-L2 loss, errors
+at the training resolution and zero-shot on a finer grid, and the metrics built from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from kutta.experiments.base import Experiment
+from kutta.pde.fno import relative_l2
+from kutta.train.trainer import StepOutput
+
+
+class OperatorTask:
+    """A Task over ``splits``: name -> (inputs, targets), with ``"train"``, ``"test"`` (both at
+    the training resolution) and ``"test_super"`` (the test set on the finer grid).
+
+    Subclasses set ``splits``, ``model``, ``num_examples`` and may lower ``error_batch_size``
+    (errors are computed in batches to bound memory on fine grids).
+    """
+
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    model: nn.Module
+    num_examples: int
+    error_batch_size = 100
+
+    def nfe(self) -> int:
+        return 0  # no ODE solver inside the model
+
+    def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
+        inputs, targets = self.splits["train"]
+        indices = indices.to(inputs.device)
+        return StepOutput(loss=relative_l2(model(inputs[indices]), targets[indices]))
+
+    def error(self, model: nn.Module, split: str) -> float:
+        """Mean relative L2 error over a split."""
+        inputs, targets = self.splits[split]
+        size = self.error_batch_size
+        total = sum(
+            relative_l2(model(inputs[i : i + size]), targets[i : i + size])
+            * len(inputs[i : i + size])
+            for i in range(0, len(inputs), size)
+        )
+        return float(total) / len(inputs)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        test = self.error(model, "test")
+        return {"val_loss": test, "test_relative_l2": test}
+
+
+class OperatorExperiment(Experiment):
+    """Final metrics of an operator experiment whose config has ``data.resolution`` and
+    ``data.super_resolution``."""
+
+    def final_metrics(self, task: OperatorTask, config: Any) -> dict[str, float]:
+        model = task.model.eval()
+        with torch.no_grad():
+            return {
+                "train_relative_l2": task.error(model, "train"),
+                "test_relative_l2": task.error(model, "test"),
+                "test_relative_l2_super_resolution": task.error(model, "test_super"),
+                "resolution": config.data.resolution,
+                "super_resolution": config.data.super_resolution,
+                "num_parameters": sum(p.numel() for p in model.parameters()),
+            }
