@@ -11,9 +11,9 @@ from kutta.experiments import run as runs
 from kutta.experiments.fno_burgers import (
     FNOBurgersConfig,
     FNOBurgersData,
-    FNOBurgersModel,
     FNOBurgersTask,
 )
+from kutta.experiments.operator_task import OperatorModel
 from kutta.pde.burgers import fourier_resample, solve_burgers
 
 SMALL = [
@@ -30,7 +30,7 @@ SMALL = [
 
 def test_splits_are_subsamples_of_one_solved_data_set():
     data = FNOBurgersData(num_train=3, num_test=2, resolution=16, super_resolution=64)
-    config = FNOBurgersConfig(data=data, model=FNOBurgersModel(modes=8, width=4))
+    config = FNOBurgersConfig(data=data, model=OperatorModel(modes=8, width=4))
     task = FNOBurgersTask(config, torch.device("cpu"), torch.float64)
     (x, y), (xt, yt), (xs, ys) = (task.splits[k] for k in ("train", "test", "test_super"))
     assert x.shape == y.shape == (3, 1, 16) and xt.shape == (2, 1, 16) and xs.shape == (2, 1, 64)

@@ -8,7 +8,8 @@ import kutta.experiments.fno_darcy  # noqa: F401  (registers "fno-darcy")
 from kutta.errors import InvalidArgumentError
 from kutta.experiments import get_experiment
 from kutta.experiments import run as runs
-from kutta.experiments.fno_darcy import FNODarcyConfig, FNODarcyData, FNODarcyModel, FNODarcyTask
+from kutta.experiments.fno_darcy import FNODarcyConfig, FNODarcyData, FNODarcyTask
+from kutta.experiments.operator_task import OperatorModel
 from kutta.pde.darcy import solve_darcy
 
 SMALL = [
@@ -26,7 +27,7 @@ SMALL = [
 
 def test_splits_are_subsamples_of_the_solved_fields():
     data = FNODarcyData(num_train=3, num_test=2, resolution=9, super_resolution=17)
-    config = FNODarcyConfig(data=data, model=FNODarcyModel(modes=4, width=4))
+    config = FNODarcyConfig(data=data, model=OperatorModel(modes=4, width=4))
     task = FNODarcyTask(config, torch.device("cpu"), torch.float64)
     (a, u), (at, ut), (a_fine, u_fine) = (task.splits[k] for k in ("train", "test", "test_super"))
     assert a.shape == u.shape == (3, 1, 9, 9) and at.shape == (2, 1, 9, 9)

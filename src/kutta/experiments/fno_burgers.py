@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from kutta.errors import InvalidArgumentError
-from kutta.experiments.operator_task import OperatorExperiment, OperatorTask
+from kutta.experiments.operator_task import OperatorExperiment, OperatorModel, OperatorTask
 from kutta.experiments.registry import register
 from kutta.pde.burgers import burgers_data
 from kutta.pde.fno import FNO1d
@@ -62,20 +62,6 @@ class FNOBurgersData:
             )
 
 
-@dataclasses.dataclass
-class FNOBurgersModel:
-    modes: int = 12
-    width: int = 32
-    num_layers: int = 4
-    projection_width: int = 128
-
-    def __post_init__(self) -> None:
-        if min(self.modes, self.width, self.num_layers, self.projection_width) < 1:
-            raise InvalidArgumentError(
-                "model.modes, width, num_layers, projection_width must be >= 1"
-            )
-
-
 def _default_train() -> TrainConfig:
     # 30 epochs of 10 batches; Adam with weight decay 1e-4 as in Li et al., on a cosine schedule
     # (their StepLR(50, 0.5) is made for 500 epochs)
@@ -94,7 +80,7 @@ def _default_train() -> TrainConfig:
 @dataclasses.dataclass
 class FNOBurgersConfig:
     data: FNOBurgersData = dataclasses.field(default_factory=FNOBurgersData)
-    model: FNOBurgersModel = dataclasses.field(default_factory=FNOBurgersModel)
+    model: OperatorModel = dataclasses.field(default_factory=OperatorModel)
     train: TrainConfig = dataclasses.field(default_factory=_default_train)
 
 

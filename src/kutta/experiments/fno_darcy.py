@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from kutta.errors import InvalidArgumentError
-from kutta.experiments.operator_task import OperatorExperiment, OperatorTask
+from kutta.experiments.operator_task import OperatorExperiment, OperatorModel, OperatorTask
 from kutta.experiments.registry import register
 from kutta.pde.darcy import darcy_data
 from kutta.pde.fno import FNO2d
@@ -57,20 +57,6 @@ class FNODarcyData:
             )
 
 
-@dataclasses.dataclass
-class FNODarcyModel:
-    modes: int = 12
-    width: int = 32
-    num_layers: int = 4
-    projection_width: int = 128
-
-    def __post_init__(self) -> None:
-        if min(self.modes, self.width, self.num_layers, self.projection_width) < 1:
-            raise InvalidArgumentError(
-                "model.modes, width, num_layers, projection_width must be >= 1"
-            )
-
-
 def _default_train() -> TrainConfig:
     # 10 epochs of 25 batches, Adam with weight decay 1e-4 (Li et al.), cosine schedule; lr 5e-3
     # gave 3.0% at s = 33 (5.9% zero-shot at 129) where 2e-3 gave 3.8% (6.4%)
@@ -89,7 +75,7 @@ def _default_train() -> TrainConfig:
 @dataclasses.dataclass
 class FNODarcyConfig:
     data: FNODarcyData = dataclasses.field(default_factory=FNODarcyData)
-    model: FNODarcyModel = dataclasses.field(default_factory=FNODarcyModel)
+    model: OperatorModel = dataclasses.field(default_factory=OperatorModel)
     train: TrainConfig = dataclasses.field(default_factory=_default_train)
 
 

@@ -1,16 +1,34 @@
-"""What the neural-operator experiments share: input/output splits, the relative-L2 loss, errors
+"""What the neural-operator experiments share: the model section of the config, input/output splits, the relative-L2 loss, errors
 at the training resolution and zero-shot on a finer grid, and the metrics built from them."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 
+from kutta.errors import InvalidArgumentError
 from kutta.experiments.base import Experiment
 from kutta.pde.fno import relative_l2
 from kutta.train.trainer import StepOutput
+
+
+@dataclasses.dataclass
+class OperatorModel:
+    """The ``model`` section of the FNO experiments: the operator's size."""
+
+    modes: int = 12
+    width: int = 32
+    num_layers: int = 4
+    projection_width: int = 128
+
+    def __post_init__(self) -> None:
+        if min(self.modes, self.width, self.num_layers, self.projection_width) < 1:
+            raise InvalidArgumentError(
+                "model.modes, width, num_layers, projection_width must be >= 1"
+            )
 
 
 class OperatorTask:
