@@ -57,7 +57,7 @@ def test_short_run_learns_the_operator_and_holds_at_a_finer_grid(tmp_path):
     assert metrics["resolution"] == 32 and metrics["super_resolution"] == 256
     for name in ["config.toml", "metrics.jsonl", "metrics.json", "checkpoints/last.pt"]:
         assert (tmp_path / "run" / name).is_file(), name
-    assert "predictions.png" in {p.name for p in result.plots}
+    assert sorted(p.name for p in result.plots) == ["loss.png", "predictions.png"]
     assert "zero-shot at s = 256" in result.summary
     # evaluating the saved run rebuilds the data and the model: the same metrics
     again = runs.evaluate(tmp_path / "run")

@@ -195,7 +195,9 @@ def _plot(experiment: Experiment, task: Task, config: Any, run_dir: Path) -> lis
     records = [r for r in read_metrics_log(run_dir) if "loss" in r]
     if records:
         paths.append(plotting.loss_curve(plots_dir / "loss.png", records))
-        paths.append(plotting.nfe_curve(plots_dir / "nfe.png", records))
+        # Models without a differential-equation solve (FNO, PINN) log zero evaluations.
+        if any(r.get("nfe_forward") or r.get("nfe_backward") for r in records):
+            paths.append(plotting.nfe_curve(plots_dir / "nfe.png", records))
     return paths
 
 

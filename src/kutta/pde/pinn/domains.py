@@ -160,22 +160,10 @@ class Box:
 
     def check_inside(self, x: torch.Tensor, tol: float = 1e-12) -> None:
         """Raise :class:`InvalidArgumentError` naming the first point outside the domain."""
-        inside = self.contains(x, tol)
-        if not bool(inside.all()):
-            row = int((~inside).nonzero()[0])
-            raise InvalidArgumentError(
-                f"{int((~inside).sum())} of {len(x)} points lie outside {self!r}, e.g. row {row}: "
-                f"{x[row].tolist()}"
-            )
+        _refuse_failing_rows(x, self.contains(x, tol), f"lie outside {self!r}")
 
     def check_on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> None:
-        on = self.on_boundary(x, tol)
-        if not bool(on.all()):
-            row = int((~on).nonzero()[0])
-            raise InvalidArgumentError(
-                f"{int((~on).sum())} of {len(x)} points are not on the boundary of {self!r}, "
-                f"e.g. row {row}: {x[row].tolist()}"
-            )
+        _refuse_failing_rows(x, self.on_boundary(x, tol), f"are not on the boundary of {self!r}")
 
     def _bounds_like(self, x: torch.Tensor, tol: float) -> tuple[torch.Tensor, ...]:
         low = torch.as_tensor(self.low, dtype=x.dtype, device=x.device)
@@ -302,23 +290,23 @@ class SpaceTime:
 
     def check_on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> None:
         self.check_shape(x)
-        on = self.on_boundary(x, tol)
-        if not bool(on.all()):
-            row = int((~on).nonzero()[0])
-            raise InvalidArgumentError(
-                f"{int((~on).sum())} of {len(x)} points are not on the spatial boundary of "
-                f"{self!r}, e.g. row {row}: {x[row].tolist()}"
-            )
+        _refuse_failing_rows(
+            x, self.on_boundary(x, tol), f"are not on the spatial boundary of {self!r}"
+        )
 
     def check_initial(self, x: torch.Tensor, tol: float = 1e-9) -> None:
         self.check_shape(x)
-        on = self.on_initial(x, tol)
-        if not bool(on.all()):
-            row = int((~on).nonzero()[0])
-            raise InvalidArgumentError(
-                f"{int((~on).sum())} of {len(x)} points are not at t0 = {self.t0:g} in "
-                f"{self!r}, e.g. row {row}: {x[row].tolist()}"
-            )
+        _refuse_failing_rows(x, self.on_initial(x, tol), f"are not at t0 = {self.t0:g} in {self!r}")
 
 
 Domain = Box | SpaceTime
+
+
+def _refuse_failing_rows(x: torch.Tensor, passes: torch.Tensor, failure: str) -> None:
+    """Raise :class:`InvalidArgumentError` counting the rows of ``x`` where ``passes`` is false
+    and showing the first; ``failure`` completes "N of M points ..."."""
+    if not bool(passes.all()):
+        row = int((~passes).nonzero()[0])
+        raise InvalidArgumentError(
+            f"{int((~passes).sum())} of {len(x)} points {failure}, e.g. row {row}: {x[row].tolist()}"
+        )
