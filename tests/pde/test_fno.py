@@ -110,6 +110,25 @@ def test_fno_without_grid_commutes_with_periodic_shifts():
     assert not torch.allclose(gridded(x.roll(3, -1)), gridded(x).roll(3, -1))
 
 
+def test_padding_appends_zeros_to_the_lifted_field_and_crops_them():
+    torch.manual_seed(6)
+    model = FNO2d(modes=3, width=4, num_layers=2, padding=0.25).double()
+    x = torch.randn(2, 1, 12, 8, dtype=torch.float64)
+    # the same layers by hand: lift, 3 and 2 zero rows/columns after the field, crop, project
+    h = model.lift(torch.cat([x, *model._coordinates(x)], dim=1))
+    h = torch.nn.functional.pad(h, (0, 2, 0, 3))
+    h = torch.nn.functional.gelu(model.spectral[0](h) + model.pointwise[0](h))
+    h = model.spectral[1](h) + model.pointwise[1](h)
+    torch.testing.assert_close(model(x), model.project(h[:, :, :12, :8]))
+    # the zero band breaks the periodicity a plain Fourier layer assumes
+    unpadded = FNO1d(modes=4, width=4, grid=None).double()
+    padded = FNO1d(modes=4, width=4, grid=None, padding=0.5).double()
+    padded.load_state_dict(unpadded.state_dict())
+    y = torch.randn(1, 1, 16, dtype=torch.float64)
+    torch.testing.assert_close(unpadded(y.roll(5, -1)), unpadded(y).roll(5, -1))
+    assert not torch.allclose(padded(y.roll(5, -1)), padded(y).roll(5, -1))
+
+
 def band_limited(n: int, highest_mode: int, channels: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     x = torch.arange(n, dtype=torch.float64) / n
@@ -182,3 +201,5 @@ def test_bad_inputs_are_rejected_with_clear_errors():
         FNO1d(modes=4, width=4, grid="uniform")
     with pytest.raises(InvalidArgumentError, match="modes"):
         SpectralConv1d(2, 2, modes=0)
+    with pytest.raises(InvalidArgumentError, match="padding"):
+        FNO2d(modes=4, width=4, padding=-0.1)

@@ -117,9 +117,7 @@ class FNOBurgersTask(OperatorTask):
             "test": (u0[n:, :, ::stride], u1[n:, :, ::stride]),
             "test_super": (u0[n:], u1[n:]),
         }
-        self.model = FNO1d(
-            m.modes, m.width, num_layers=m.num_layers, projection_width=m.projection_width
-        ).to(device=device, dtype=dtype)
+        self.model = FNO1d(m.modes, m.width, **m.sizes()).to(device=device, dtype=dtype)
         self.num_examples = n
 
 

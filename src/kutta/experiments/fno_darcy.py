@@ -123,9 +123,7 @@ class FNODarcyTask(OperatorTask):
             "test_super": (a[n:], u[n:]),
         }
         train_a, train_u = self.splits["train"]
-        operator = FNO2d(
-            m.modes, m.width, num_layers=m.num_layers, projection_width=m.projection_width
-        )
+        operator = FNO2d(m.modes, m.width, **m.sizes())
         self.model = ScaledOperator(
             operator, train_a.mean().item(), train_a.std().item(), train_u.std().item()
         ).to(device=device, dtype=dtype)

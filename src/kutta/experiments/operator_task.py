@@ -23,12 +23,25 @@ class OperatorModel:
     width: int = 32
     num_layers: int = 4
     projection_width: int = 128
+    #: zero padding of each axis before the Fourier layers, as a fraction of its points
+    #: (for non-periodic domains; see :class:`kutta.pde.FNO1d`)
+    padding: float = 0.0
 
     def __post_init__(self) -> None:
         if min(self.modes, self.width, self.num_layers, self.projection_width) < 1:
             raise InvalidArgumentError(
                 "model.modes, width, num_layers, projection_width must be >= 1"
             )
+        if not 0 <= self.padding <= 1:
+            raise InvalidArgumentError(f"model.padding must be in [0, 1], got {self.padding}")
+
+    def sizes(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~kutta.pde.FNO1d` / ``FNO2d`` after ``modes, width``."""
+        return {
+            "num_layers": self.num_layers,
+            "projection_width": self.projection_width,
+            "padding": self.padding,
+        }
 
 
 class OperatorTask:

@@ -6,7 +6,9 @@ complex channel-mixing matrices and drops the rest (:class:`SpectralConv1d`, :cl
 the FNO lifts the input pointwise to ``width`` channels, applies ``num_layers`` of
 ``gelu(spectral(h) + pointwise(h))`` (no activation after the last) and projects pointwise to the
 output. The weights act on Fourier modes, not grid points, so a trained FNO evaluates on any grid
-fine enough to hold ``modes`` (zero-shot super-resolution). Tensors are channel-first:
+fine enough to hold ``modes`` (zero-shot super-resolution). On a non-periodic domain the Fourier
+layers see the field as periodic, jump included; ``padding`` extends the grid by zeros before
+them and crops after, as Li et al.'s Darcy script does. Tensors are channel-first:
 ``(batch, channels, n)`` in 1-D and ``(batch, channels, n1, n2)`` in 2-D.
 """
 
@@ -147,10 +149,17 @@ class _FNO(nn.Module):
         num_layers: int,
         projection_width: int,
         grid: str | None,
+        padding: float,
     ):
         super().__init__()
         if grid is not None and grid not in GRIDS:
             raise UnknownNameError("grid", grid, GRIDS)
+        if not 0 <= padding <= 1:
+            raise InvalidArgumentError(
+                f"padding is a fraction of the grid size in [0, 1], got {padding}"
+            )
+        # A fraction, not a point count, so that a finer grid gets the same padded extent.
+        self.padding = padding
         if min(width, in_channels, out_channels, num_layers, projection_width) < 1:
             raise InvalidArgumentError(
                 "width, in_channels, out_channels, num_layers and projection_width must be >= 1"
@@ -188,11 +197,18 @@ class _FNO(nn.Module):
         if self.grid is not None:
             x = torch.cat([x, *self._coordinates(x)], dim=1)
         h = self.lift(x)
+        sizes = h.shape[2:]
+        pads = [round(self.padding * size) for size in sizes]
+        if any(pads):
+            # functional.pad lists (before, after) pairs from the last axis backwards
+            h = functional.pad(h, [amount for pad in reversed(pads) for amount in (0, pad)])
         last = len(self.spectral) - 1
         for i, (spectral, pointwise) in enumerate(zip(self.spectral, self.pointwise)):
             h = spectral(h) + pointwise(h)
             if i < last:
                 h = functional.gelu(h)
+        if any(pads):
+            h = h[(..., *(slice(0, size) for size in sizes))]
         return self.project(h)
 
 
@@ -201,6 +217,8 @@ class FNO1d(_FNO):
 
     ``grid`` appends the coordinate of each point as an input channel: ``"periodic"`` (x_j = j / n),
     ``"closed"`` (x_j = j / (n - 1)) or None (then the FNO commutes with periodic shifts).
+    ``padding`` (a fraction of each axis, e.g. 0.1) appends zeros to the lifted field along each
+    axis before the Fourier layers and crops them after: for non-periodic data.
     Defaults follow Li et al.'s Burgers script (4 layers, projection through 128 channels).
 
     Example:
@@ -223,6 +241,7 @@ class FNO1d(_FNO):
         num_layers: int = 4,
         projection_width: int = 128,
         grid: str | None = "periodic",
+        padding: float = 0.0,
     ):
         super().__init__(
             modes,
@@ -232,14 +251,15 @@ class FNO1d(_FNO):
             num_layers=num_layers,
             projection_width=projection_width,
             grid=grid,
+            padding=padding,
         )
 
 
 class FNO2d(_FNO):
     """Fourier neural operator on a 2-D grid: ``(batch, in, n1, n2) -> (batch, out, n1, n2)``.
 
-    ``modes`` is one number or a pair; ``grid`` as in :class:`FNO1d` (default ``"closed"``: Darcy's
-    grid includes the boundary).
+    ``modes`` is one number or a pair; ``grid`` and ``padding`` as in :class:`FNO1d` (default
+    grid ``"closed"``: Darcy's grid includes the boundary).
 
     Example:
         >>> model = FNO2d(modes=4, width=8)
@@ -261,6 +281,7 @@ class FNO2d(_FNO):
         num_layers: int = 4,
         projection_width: int = 128,
         grid: str | None = "closed",
+        padding: float = 0.0,
     ):
         super().__init__(
             modes,
@@ -270,6 +291,7 @@ class FNO2d(_FNO):
             num_layers=num_layers,
             projection_width=projection_width,
             grid=grid,
+            padding=padding,
         )
 
 
