@@ -1,5 +1,7 @@
-"""Physics-informed neural networks: domains, autograd derivatives, conditions, loss weighting,
-trainable PDE coefficients and an Adam-then-L-BFGS fit.
+"""Physics-informed neural networks: domains (boxes, balls and their unions, intersections and
+differences), autograd derivatives, conditions, hard constraints by an output transform, loss
+weighting, trainable PDE coefficients, an Adam-then-L-BFGS fit, and residual-based adaptive
+refinement of the collocation points.
 
 Example:
     >>> from kutta.pde.pinn import DirichletBC, Interval, PINNProblem, fit, mlp
@@ -23,43 +25,48 @@ from kutta.pde.pinn.conditions import (
     Observations,
     PeriodicBC,
 )
-from kutta.pde.pinn.domains import (
-    SAMPLING_METHODS,
-    Box,
-    Interval,
-    Rectangle,
-    SpaceTime,
-    unit_samples,
-)
+from kutta.pde.pinn.domains import Ball, Box, Disk, Interval, Rectangle, SpaceTime
 from kutta.pde.pinn.fit import FitHistory, fit
+from kutta.pde.pinn.geometry import Difference, Intersection, Shape, Union
 from kutta.pde.pinn.networks import mlp
 from kutta.pde.pinn.ops import Derivatives, divergence, gradient, laplacian, partial
 from kutta.pde.pinn.problem import Coefficients, PINNProblem
+from kutta.pde.pinn.refinement import Refinement, refine_by_residual, residual_magnitude
+from kutta.pde.pinn.sampling import SAMPLING_METHODS, unit_samples
 from kutta.pde.pinn.weighting import FixedWeights, GradientNormAnnealing
 
 __all__ = [
     "SAMPLING_METHODS",
+    "Ball",
     "Box",
     "Coefficients",
     "Condition",
     "Derivatives",
+    "Difference",
     "DirichletBC",
+    "Disk",
     "FitHistory",
     "FixedWeights",
     "GradientNormAnnealing",
     "InitialCondition",
+    "Intersection",
     "Interval",
     "NeumannBC",
     "Observations",
     "PINNProblem",
     "PeriodicBC",
     "Rectangle",
+    "Refinement",
+    "Shape",
     "SpaceTime",
+    "Union",
     "divergence",
     "fit",
     "gradient",
     "laplacian",
     "mlp",
     "partial",
+    "refine_by_residual",
+    "residual_magnitude",
     "unit_samples",
 ]

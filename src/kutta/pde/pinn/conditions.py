@@ -1,7 +1,8 @@
 """Conditions a PINN must satisfy at given points, each as a residual that should be zero.
 
 Each condition holds its points (checked against the domain on construction) and computes an
-``(n,)`` residual from a network; the problem squares and averages it into a loss term. Target
+``(n,)`` residual from a network (any function of the points, e.g. the problem's network with its
+output transform); the problem squares and averages it into a loss term. Target
 values are given as a number, a tensor of one value per point, or a function of the points,
 and are evaluated once on construction.
 """
@@ -14,10 +15,12 @@ import torch
 from torch import nn
 
 from kutta.errors import InvalidArgumentError
-from kutta.pde.pinn.domains import Domain, SpaceTime
+from kutta.pde.pinn.domains import Box, Domain, SpaceTime
 from kutta.pde.pinn.ops import gradient, partial
 
 Target = float | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+#: the solution a condition constrains: points (n, d) -> outputs (n, m)
+Network = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
 
 def _target_values(target: Target, points: torch.Tensor, what: str) -> torch.Tensor:
@@ -36,7 +39,7 @@ def _target_values(target: Target, points: torch.Tensor, what: str) -> torch.Ten
     return values.reshape(-1)
 
 
-def _network_column(network: nn.Module, x: torch.Tensor, component: int) -> torch.Tensor:
+def _network_column(network: Network, x: torch.Tensor, component: int) -> torch.Tensor:
     u = network(x)
     if u.ndim != 2 or u.shape[0] != len(x) or not 0 <= component < u.shape[1]:
         raise InvalidArgumentError(
@@ -51,7 +54,7 @@ class Condition(nn.Module):
 
     points: torch.Tensor
 
-    def residual(self, network: nn.Module) -> torch.Tensor:
+    def residual(self, network: Network) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -78,7 +81,7 @@ class DirichletBC(Condition):
         self.register_buffer("target", _target_values(target, points, "DirichletBC"))
         self.component = component
 
-    def residual(self, network: nn.Module) -> torch.Tensor:
+    def residual(self, network: Network) -> torch.Tensor:
         return _network_column(network, self.points, self.component) - self.target
 
 
@@ -100,7 +103,7 @@ class NeumannBC(Condition):
         self.register_buffer("target", _target_values(target, points, "NeumannBC"))
         self.component = component
 
-    def residual(self, network: nn.Module) -> torch.Tensor:
+    def residual(self, network: Network) -> torch.Tensor:
         x = self.points.clone().requires_grad_(True)
         u = _network_column(network, x, self.component)
         return (gradient(u, x) * self.normals).sum(dim=1) - self.target
@@ -130,6 +133,10 @@ class PeriodicBC(Condition):
         super().__init__()
         points = _checked_points(points, domain)
         space = domain.space if isinstance(domain, SpaceTime) else domain
+        if not isinstance(space, Box):
+            raise InvalidArgumentError(
+                f"PeriodicBC pairs opposite faces of a box, got {type(space).__name__}"
+            )
         if not 0 <= axis < space.dim:
             raise InvalidArgumentError(f"axis {axis} is not a spatial axis of {domain!r}")
         if derivative_order < 0:
@@ -146,7 +153,7 @@ class PeriodicBC(Condition):
         self.register_buffer("mirror", mirror)
         self.axis, self.derivative_order, self.component = axis, derivative_order, component
 
-    def residual(self, network: nn.Module) -> torch.Tensor:
+    def residual(self, network: Network) -> torch.Tensor:
         both = torch.cat([self.points, self.mirror]).requires_grad_(self.derivative_order > 0)
         u = _network_column(network, both, self.component)
         value = (
@@ -179,7 +186,7 @@ class InitialCondition(Condition):
         self.register_buffer("target", _target_values(target, points, "InitialCondition"))
         self.component = component
 
-    def residual(self, network: nn.Module) -> torch.Tensor:
+    def residual(self, network: Network) -> torch.Tensor:
         return _network_column(network, self.points, self.component) - self.target
 
 
@@ -201,5 +208,5 @@ class Observations(Condition):
         self.register_buffer("target", _target_values(values, points, "Observations"))
         self.component = component
 
-    def residual(self, network: nn.Module) -> torch.Tensor:
+    def residual(self, network: Network) -> torch.Tensor:
         return _network_column(network, self.points, self.component) - self.target

@@ -1,50 +1,34 @@
-"""Where a PINN's points live: intervals, boxes, and a space domain times a time interval.
+"""Where a PINN's points live: intervals, boxes, balls (disks), the shapes built from them
+(see :mod:`~kutta.pde.pinn.geometry`), and a space domain times a time interval.
 
 Points are rows of an ``(n, dim)`` tensor (torch's default dtype unless ``dtype`` is given); for
 space-time domains the last column is time.
 Sampling is seeded and draws from the unit cube by one of three methods ("uniform",
 "lhs" = Latin hypercube, "sobol" = scrambled Sobol), then maps the unit cube onto the domain's
-interior, its boundary faces, or its initial slice.
+interior, its boundary, or its initial slice.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import qmc
+from scipy.special import gamma, ndtri
 
-from kutta.errors import InvalidArgumentError, UnknownNameError
-
-SAMPLING_METHODS = ("uniform", "lhs", "sobol")
-Seed = int | np.random.Generator | None
-
-
-def unit_samples(n: int, dim: int, method: str = "uniform", seed: Seed = 0) -> np.ndarray:
-    """``n`` points in the unit cube ``[0, 1]**dim`` (float64 numpy array), seeded.
-
-    Example:
-        >>> unit_samples(4, 2, "lhs", seed=0).shape
-        (4, 2)
-    """
-    if method not in SAMPLING_METHODS:
-        raise UnknownNameError("sampling method", method, SAMPLING_METHODS)
-    if not isinstance(n, int) or n < 1:
-        raise InvalidArgumentError(f"the number of points must be an int >= 1, got {n!r}")
-    if dim < 1:
-        raise InvalidArgumentError(f"dim must be >= 1, got {dim}")
-    if method == "uniform":
-        return np.random.default_rng(seed).random((n, dim))
-    if method == "lhs":
-        return qmc.LatinHypercube(d=dim, seed=np.random.default_rng(seed)).random(n)
-    # Sobol points are balanced only for powers of two; scipy warns otherwise, which is fine here
-    # (a scrambled Sobol prefix is still a low-discrepancy set), so draw the next power of two.
-    sobol = qmc.Sobol(d=dim, scramble=True, seed=np.random.default_rng(seed))
-    return sobol.random_base2(max(int(np.ceil(np.log2(n))), 0))[:n]
+from kutta.errors import InvalidArgumentError
+from kutta.pde.pinn.geometry import (
+    BOUNDARY_TOL,
+    CONTAINS_TOL,
+    Shape,
+    refuse_failing_rows,
+)
+from kutta.pde.pinn.sampling import Seed, unit_samples
 
 
-class Box:
+class Box(Shape):
     """The axis-aligned box ``[low_0, high_0] x ... x [low_{d-1}, high_{d-1}]``.
 
     Example:
@@ -75,6 +59,20 @@ class Box:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(low={self.low.tolist()}, high={self.high.tolist()})"
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.low, self.high
+
+    @property
+    def boundary_measure(self) -> float:
+        return float(2 * self._face_areas().sum())
+
+    def _face_areas(self) -> np.ndarray:
+        """The area of the two faces across each axis (the box without that axis); a 1-D
+        "face" is a point, of measure 1."""
+        widths = self.high - self.low
+        return np.array([np.prod(np.delete(widths, axis)) for axis in range(self.dim)])
 
     def _scale(
         self, unit: np.ndarray, dtype: torch.dtype | None, device: torch.device | str | None
@@ -112,10 +110,7 @@ class Box:
         The first coordinate picks the face, the others place the point on it, so stratified
         samples stay stratified over faces and over positions.
         """
-        widths = self.high - self.low
-        # face k (2 per axis) has the area of the box without axis k; a 1-D "face" is a point
-        areas = np.array([np.prod(np.delete(widths, axis)) for axis in range(self.dim)])
-        cumulative = np.cumsum(np.repeat(areas, 2))
+        cumulative = np.cumsum(np.repeat(self._face_areas(), 2))
         cumulative /= cumulative[-1]
         choice = unit[:, 0]
         face = np.minimum(np.searchsorted(cumulative, choice, side="right"), 2 * self.dim - 1)
@@ -128,19 +123,19 @@ class Box:
             points[rows, axis] = (face[rows] % 2).astype(np.float64)
         return points
 
-    def contains(self, x: torch.Tensor, tol: float = 1e-12) -> torch.Tensor:
+    def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
         """Per row of ``x`` (n, dim): inside or on the boundary (within ``tol`` times the size)."""
         self.check_shape(x)
         low, high, scale = self._bounds_like(x, tol)
         return ((x >= low - scale) & (x <= high + scale)).all(dim=-1)
 
-    def on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+    def on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Per row: in the box and within ``tol`` (relative to the box's size) of a face."""
         low, high, scale = self._bounds_like(x, tol)
         near_face = ((x - low).abs() <= scale) | ((x - high).abs() <= scale)
         return self.contains(x, tol) & near_face.any(dim=-1)
 
-    def boundary_normal(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+    def boundary_normal(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Outward unit normals at boundary points ``x`` (n, dim).
 
         At edges and corners the normal is the normalized sum of the faces' normals (the
@@ -150,20 +145,6 @@ class Box:
         low, high, scale = self._bounds_like(x, tol)
         normal = ((x - high).abs() <= scale).to(x.dtype) - ((x - low).abs() <= scale).to(x.dtype)
         return normal / normal.norm(dim=-1, keepdim=True)
-
-    def check_shape(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InvalidArgumentError(
-                f"points must be a tensor of shape (n, {self.dim}) for {self!r}, got {shape}"
-            )
-
-    def check_inside(self, x: torch.Tensor, tol: float = 1e-12) -> None:
-        """Raise :class:`InvalidArgumentError` naming the first point outside the domain."""
-        _refuse_failing_rows(x, self.contains(x, tol), f"lie outside {self!r}")
-
-    def check_on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> None:
-        _refuse_failing_rows(x, self.on_boundary(x, tol), f"are not on the boundary of {self!r}")
 
     def _bounds_like(self, x: torch.Tensor, tol: float) -> tuple[torch.Tensor, ...]:
         low = torch.as_tensor(self.low, dtype=x.dtype, device=x.device)
@@ -197,6 +178,139 @@ def Rectangle(low: Sequence[float], high: Sequence[float]) -> Box:
     if box.dim != 2:
         raise InvalidArgumentError(f"a rectangle has 2 dimensions, got {box.dim}")
     return box
+
+
+class Ball(Shape):
+    """The closed ball ``|x - center| <= radius`` in ``len(center) >= 2`` dimensions.
+
+    Interior samples map the unit cube onto the ball preserving volume (radius ``r u**(1/d)``,
+    direction from the other coordinates), so stratified samples stay stratified; in 2-D the
+    direction is the angle ``2 pi u``, elsewhere a normalized Gaussian vector.
+    Tolerances are relative to the radius, and never below the roundoff of the points' dtype
+    (a float32 point on the sphere is off it by about 1e-7).
+
+    Example:
+        >>> ball = Ball([0.0, 0.0, 0.0], 2.0)
+        >>> points = ball.sample_boundary(4, seed=0, dtype=torch.float64)
+        >>> bool(torch.allclose(points.norm(dim=1), torch.full((4,), 2.0, dtype=torch.float64)))
+        True
+        >>> ball.boundary_normal(torch.tensor([[0.0, 0.0, -2.0]])).tolist()
+        [[0.0, 0.0, -1.0]]
+    """
+
+    def __init__(self, center: Sequence[float], radius: float):
+        center_array = np.asarray(center, dtype=np.float64).reshape(-1)
+        if center_array.size < 2:
+            raise InvalidArgumentError(
+                f"a ball's center needs >= 2 coordinates (use Interval in 1-D), got "
+                f"{center_array.size}"
+            )
+        if not np.all(np.isfinite(center_array)):
+            raise InvalidArgumentError(f"the center must be finite, got {center_array.tolist()}")
+        if not (isinstance(radius, numbers.Real) and math.isfinite(radius) and radius > 0):
+            raise InvalidArgumentError(f"the radius must be a finite number > 0, got {radius!r}")
+        self.center, self.radius = center_array, float(radius)
+
+    @property
+    def dim(self) -> int:
+        return self.center.size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(center={self.center.tolist()}, radius={self.radius:g})"
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.center - self.radius, self.center + self.radius
+
+    @property
+    def boundary_measure(self) -> float:
+        """The sphere's area ``2 pi**(d/2) / Gamma(d/2) r**(d-1)`` (``2 pi r`` in 2-D)."""
+        d = self.dim
+        return float(2 * math.pi ** (d / 2) / gamma(d / 2) * self.radius ** (d - 1))
+
+    def _direction_columns(self) -> int:
+        return 1 if self.dim == 2 else self.dim
+
+    def _directions(self, unit: np.ndarray) -> np.ndarray:
+        """Unit vectors from unit-cube columns (``_direction_columns()`` of them), uniform on
+        the sphere when the columns are."""
+        if self.dim == 2:
+            angle = 2 * np.pi * unit[:, 0]
+            return np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        # a standard Gaussian vector has a uniformly distributed direction
+        gaussian = ndtri(np.clip(unit, 1e-12, 1 - 1e-12))
+        return gaussian / np.linalg.norm(gaussian, axis=1, keepdims=True)
+
+    def _points(
+        self,
+        radii: np.ndarray,
+        directions: np.ndarray,
+        dtype: torch.dtype | None,
+        device: torch.device | str | None,
+    ) -> torch.Tensor:
+        points = self.center + radii[:, None] * directions
+        return torch.as_tensor(points, dtype=dtype or torch.get_default_dtype(), device=device)
+
+    def sample_interior(
+        self,
+        n: int,
+        method: str = "uniform",
+        seed: Seed = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``n`` points in the ball, uniform in volume, ``(n, dim)``."""
+        unit = unit_samples(n, 1 + self._direction_columns(), method, seed)
+        radii = self.radius * unit[:, 0] ** (1 / self.dim)
+        return self._points(radii, self._directions(unit[:, 1:]), dtype, device)
+
+    def sample_boundary(
+        self,
+        n: int,
+        method: str = "uniform",
+        seed: Seed = 0,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``n`` points on the sphere, uniform in area, ``(n, dim)``."""
+        unit = unit_samples(n, self._direction_columns(), method, seed)
+        return self._points(np.full(n, self.radius), self._directions(unit), dtype, device)
+
+    def _distance_and_tol(self, x: torch.Tensor, tol: float) -> tuple[torch.Tensor, float]:
+        """Each row's distance from the center, and ``tol`` raised to the dtype's roundoff."""
+        self.check_shape(x)
+        center = torch.as_tensor(self.center, dtype=x.dtype, device=x.device)
+        extent = (np.abs(self.center).max() + self.radius) / self.radius
+        roundoff = 64 * torch.finfo(x.dtype).eps * extent if x.is_floating_point() else 0.0
+        return (x - center).norm(dim=-1), max(tol, roundoff)
+
+    def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
+        distance, tol = self._distance_and_tol(x, tol)
+        return distance <= self.radius * (1 + tol)
+
+    def on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
+        distance, tol = self._distance_and_tol(x, tol)
+        return (distance - self.radius).abs() <= self.radius * tol
+
+    def boundary_normal(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
+        """``(x - center) / |x - center|`` at boundary points ``x``: exact."""
+        self.check_on_boundary(x, tol)
+        offset = x - torch.as_tensor(self.center, dtype=x.dtype, device=x.device)
+        return offset / offset.norm(dim=-1, keepdim=True)
+
+
+def Disk(center: Sequence[float], radius: float) -> Ball:
+    """A two-dimensional :class:`Ball`: the disk ``|x - center| <= radius``.
+
+    Example:
+        >>> disk = Disk([0.0, 0.0], 1.0)
+        >>> disk.on_boundary(torch.tensor([[0.6, 0.8], [0.6, 0.0]])).tolist()
+        [True, False]
+    """
+    ball = Ball(center, radius)
+    if ball.dim != 2:
+        raise InvalidArgumentError(f"a disk has 2 dimensions, got a center of {ball.dim}")
+    return ball
 
 
 class SpaceTime:
@@ -264,19 +378,19 @@ class SpaceTime:
         space = self.space.sample_interior(n, method, seed, dtype, device)
         return torch.cat([space, torch.full_like(space[:, :1], self.t0)], dim=1)
 
-    def contains(self, x: torch.Tensor, tol: float = 1e-12) -> torch.Tensor:
+    def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
         return self.box.contains(x, tol)
 
-    def on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+    def on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Per row: on the spatial boundary (at any time in ``[t0, t1]``)."""
         return self.box.contains(x, tol) & self.space.on_boundary(x[:, :-1], tol)
 
-    def on_initial(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+    def on_initial(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Per row: in the domain with ``t = t0``."""
         scale = tol * (self.t1 - self.t0)
         return self.box.contains(x, tol) & ((x[:, -1] - self.t0).abs() <= scale)
 
-    def boundary_normal(self, x: torch.Tensor, tol: float = 1e-9) -> torch.Tensor:
+    def boundary_normal(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Outward normals of the spatial boundary, with a zero time component."""
         self.check_on_boundary(x, tol)
         normal = self.space.boundary_normal(x[:, :-1], tol)
@@ -285,28 +399,18 @@ class SpaceTime:
     def check_shape(self, x: torch.Tensor) -> None:
         self.box.check_shape(x)
 
-    def check_inside(self, x: torch.Tensor, tol: float = 1e-12) -> None:
+    def check_inside(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> None:
         self.box.check_inside(x, tol)
 
-    def check_on_boundary(self, x: torch.Tensor, tol: float = 1e-9) -> None:
+    def check_on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> None:
         self.check_shape(x)
-        _refuse_failing_rows(
+        refuse_failing_rows(
             x, self.on_boundary(x, tol), f"are not on the spatial boundary of {self!r}"
         )
 
-    def check_initial(self, x: torch.Tensor, tol: float = 1e-9) -> None:
+    def check_initial(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> None:
         self.check_shape(x)
-        _refuse_failing_rows(x, self.on_initial(x, tol), f"are not at t0 = {self.t0:g} in {self!r}")
+        refuse_failing_rows(x, self.on_initial(x, tol), f"are not at t0 = {self.t0:g} in {self!r}")
 
 
-Domain = Box | SpaceTime
-
-
-def _refuse_failing_rows(x: torch.Tensor, passes: torch.Tensor, failure: str) -> None:
-    """Raise :class:`InvalidArgumentError` counting the rows of ``x`` where ``passes`` is false
-    and showing the first; ``failure`` completes "N of M points ..."."""
-    if not bool(passes.all()):
-        row = int((~passes).nonzero()[0])
-        raise InvalidArgumentError(
-            f"{int((~passes).sum())} of {len(x)} points {failure}, e.g. row {row}: {x[row].tolist()}"
-        )
+Domain = Shape | SpaceTime

@@ -4,7 +4,7 @@ The PDE is a function ``residual(x, u, ops)`` of the points ``x`` (n, d), the ne
 ``u`` (n, m) and a :class:`~kutta.pde.pinn.ops.Derivatives` ``ops``; it returns the residual,
 ``(n,)`` or ``(n, k)`` for a system (a list of ``(n,)`` tensors also works). Unknown PDE
 coefficients (inverse problems) are :class:`Coefficients` the residual reads; they train with
-the network.
+the network. An output transform builds conditions into the solution exactly (hard constraints).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from kutta.pde.pinn.ops import Derivatives
 from kutta.pde.pinn.weighting import FixedWeights
 
 Residual = Callable[[torch.Tensor, torch.Tensor, Derivatives], torch.Tensor]
+OutputTransform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PDE_TERM = "pde"
 
 
@@ -72,6 +73,12 @@ class PINNProblem(nn.Module):
     name. ``weighting`` is a :class:`FixedWeights` (or an adaptive scheme), or a dict of fixed
     weights. ``problem.parameters()`` holds the network's and the coefficients' parameters.
 
+    ``output_transform(x, u_raw) -> u`` turns the network's output into the solution that the
+    residual, the conditions and :meth:`predict` see (DeepXDE's ``apply_output_transform``):
+    with ``u = x (1 - x) u_raw`` on ``[0, 1]``, ``u(0) = u(1) = 0`` holds for every network,
+    and needs no condition (Lagaris et al. 1998; Lu et al. 2021, "Physics-informed neural
+    networks with hard constraints for inverse design").
+
     Example:
         >>> from kutta.pde.pinn import DirichletBC, Interval, mlp
         >>> domain = Interval(0.0, 1.0)
@@ -84,6 +91,15 @@ class PINNProblem(nn.Module):
         ... )
         >>> sorted(problem.losses()), problem.loss().ndim
         (['boundary', 'pde'], 0)
+        >>> hard = PINNProblem(
+        ...     mlp(1, 1, hidden=8, depth=2),
+        ...     lambda x, u, ops: ops.partial(0, 0) + 1.0,
+        ...     domain,
+        ...     domain.sample_interior(16, "lhs"),
+        ...     output_transform=lambda x, u_raw: x * (1 - x) * u_raw,
+        ... )
+        >>> float(hard.predict(torch.tensor([[0.0], [1.0]])).abs().max())
+        0.0
     """
 
     def __init__(
@@ -95,10 +111,13 @@ class PINNProblem(nn.Module):
         conditions: Mapping[str, Condition] | None = None,
         coefficients: Coefficients | None = None,
         weighting: FixedWeights | Mapping[str, float] | None = None,
+        output_transform: OutputTransform | None = None,
     ):
         super().__init__()
         if not callable(residual):
             raise InvalidArgumentError("residual must be a function (x, u, ops) -> residual")
+        if output_transform is not None and not callable(output_transform):
+            raise InvalidArgumentError("output_transform must be a function (x, u_raw) -> u")
         domain.check_shape(collocation)
         domain.check_inside(collocation)
         conditions = dict(conditions or {})
@@ -117,6 +136,7 @@ class PINNProblem(nn.Module):
                 f"{parameter.dtype}; sample with dtype=... or convert the network"
             )
         self.network, self.residual_fn, self.domain = network, residual, domain
+        self.output_transform = output_transform
         self.register_buffer("collocation", collocation.detach())
         self.conditions = nn.ModuleDict(conditions)
         if coefficients is not None:
@@ -132,15 +152,24 @@ class PINNProblem(nn.Module):
     def term_names(self) -> list[str]:
         return [PDE_TERM, *self.conditions]
 
+    def solution(self, x: torch.Tensor) -> torch.Tensor:
+        """The approximate solution ``(n, m)`` at points ``x`` (n, d): the network's output,
+        through the output transform if there is one; differentiable."""
+        u = self.network(x)
+        what = "the network"
+        if self.output_transform is not None:
+            u, what = self.output_transform(x, u), "the network with its output transform"
+        if not isinstance(u, torch.Tensor) or u.ndim != 2 or u.shape[0] != len(x):
+            shape = tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__
+            raise InvalidArgumentError(
+                f"{what} must map (n, d) points to (n, m) outputs, got {shape} for {len(x)} points"
+            )
+        return u
+
     def pde_residual(self, x: torch.Tensor) -> torch.Tensor:
         """The PDE residual at points ``x`` (n, d), as ``(n, k)``; differentiable."""
         x = x.detach().requires_grad_(True)
-        u = self.network(x)
-        if u.ndim != 2 or u.shape[0] != len(x):
-            raise InvalidArgumentError(
-                f"the network must map (n, d) points to (n, m) outputs, got {tuple(u.shape)} "
-                f"for {len(x)} points"
-            )
+        u = self.solution(x)
         r = self.residual_fn(x, u, Derivatives(x, u))
         if isinstance(r, (list, tuple)):
             r = torch.stack(list(r), dim=1) if r else None
@@ -158,7 +187,7 @@ class PINNProblem(nn.Module):
         points = self.collocation if collocation is None else collocation
         terms = {PDE_TERM: self.pde_residual(points).pow(2).mean()}
         for name, condition in self.conditions.items():
-            terms[name] = condition.residual(self.network).pow(2).mean()
+            terms[name] = condition.residual(self.solution).pow(2).mean()
         return terms
 
     def weights(self) -> dict[str, float]:
@@ -174,6 +203,18 @@ class PINNProblem(nn.Module):
         return self.total(self.losses())
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The network's output at ``x`` without gradients."""
+        """The solution at ``x`` without gradients."""
         with torch.no_grad():
-            return self.network(x)
+            return self.solution(x)
+
+    def add_collocation(self, points: torch.Tensor) -> None:
+        """Append ``points`` (n, d), which must lie in the domain, to the collocation points
+        (see :func:`~kutta.pde.pinn.refinement.refine_by_residual`)."""
+        self.domain.check_shape(points)
+        self.domain.check_inside(points)
+        if points.dtype != self.collocation.dtype:
+            raise InvalidArgumentError(
+                f"the new points are {points.dtype} but the collocation points are "
+                f"{self.collocation.dtype}"
+            )
+        self.collocation = torch.cat([self.collocation, points.detach().to(self.collocation)])
