@@ -191,6 +191,34 @@ def factor_blocks(matrix: torch.Tensor, inverse: bool = True):
     return torch.linalg.lu_factor_ex(matrix)
 
 
+def traced_inverse(matrix: torch.Tensor) -> torch.Tensor:
+    """The inverses of small ``(B, m, m)`` blocks by Gauss–Jordan elimination with partial
+    pivoting, unrolled into elementwise operations and gathers for a compiled graph to fuse
+    (there ``torch.linalg.inv_ex`` is a library call costing more than the rest of a small
+    step). A singular block's inverse has non-finite entries.
+
+    Example:
+        >>> a = torch.tensor([[[0.0, 2.0], [4.0, 0.0]]])  # needs a row swap
+        >>> traced_inverse(a)
+        tensor([[[0.0000, 0.2500],
+                 [0.5000, 0.0000]]])
+    """
+    n_blocks, m, _ = matrix.shape
+    rows = torch.arange(m, device=matrix.device)
+    eye = torch.eye(m, dtype=matrix.dtype, device=matrix.device).expand(n_blocks, m, m)
+    a = torch.cat([matrix, eye], dim=2)  # reduced to [I | matrix^-1]
+    for k in range(m):
+        p = a[:, k:, k].abs().argmax(dim=1, keepdim=True) + k  # (B, 1) the pivot's row
+        swap = torch.where(rows == k, p, torch.where(rows == p, k, rows))
+        a = a.gather(1, swap[:, :, None].expand(-1, -1, 2 * m))
+        pivot_row = a[:, k] / a[:, k, k : k + 1]
+        factors = a[:, :, k].masked_fill(rows == k, 0.0)
+        a = torch.where(
+            (rows == k)[:, None], pivot_row[:, None], a - factors[:, :, None] * pivot_row[:, None]
+        )
+    return a[:, :, m:]
+
+
 def blocks_ok(factor: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
     """Which blocks of :func:`factor_blocks` factored into finite, nonsingular factors."""
     return (info == 0) & torch.isfinite(factor).all(dim=(1, 2))

@@ -5,6 +5,15 @@ system, so it needs no Newton iteration, a fresh Jacobian per step (the methods 
 W-methods), and one LU factorization per step size. Gradients flow through the linear solves and
 through the Jacobian itself (autograd Jacobians are differentiable), which is exact
 backpropagation through the discrete solution.
+
+With ``compile=True`` a shared-mode step without gradients is one ``torch.compile``-d graph
+(:func:`_make_compiled_step`): the Jacobian (``torch.func`` of the user's field, inlined),
+``df/dt``, the factorization of ``M``, every stage, the solution, the error estimate and the
+loop's error norm, so that the loop reads back one number per step. A rejected step retries
+from the same point with the Jacobian it already has (as the eager step does), in a second
+graph that takes the Jacobian as input; so does every step when the user gives ``jac``
+(evaluated eagerly). Per-sample mode, grad mode and fields the graph cannot trace (tuple
+states, the adjoint's augmented field) take the eager step, which computes the same thing.
 """
 
 from __future__ import annotations
@@ -15,10 +24,19 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ...controllers import weighted_error_norm
 from ...errors import InvalidArgumentError
 from ..base import StepResult, VectorField
-from .common import ImplicitMethod
-from .linalg import Factorization, newton_matrix, to_blocks
+from ..compiled import CompileTarget, StepKind, _combine, compile_step
+from .common import COMPILE_OPTIONS, ImplicitMethod, _make_compiled_jacobian
+from .linalg import (
+    INVERSE_MAX_SIZE,
+    Factorization,
+    factor_blocks,
+    newton_matrix,
+    to_blocks,
+    traced_inverse,
+)
 from .tableaus import RODAS5, ROSENBROCK23, RosenbrockTableau
 
 
@@ -53,6 +71,10 @@ class Rosenbrock(ImplicitMethod):
         tableau: the method's coefficients.
         autonomous: skip ``df/dt`` when ``f`` does not depend on ``t``. Otherwise ``df/dt`` costs two
             evaluations per step (central differences).
+        compile: run each shared-mode step without gradients as one ``torch.compile``-d graph
+            (module docstring). The first solve of a field pays the compilation (two graphs:
+            a rejected step's retry has one of its own); per-sample mode and grad mode run
+            eagerly and compute the same thing.
         (and the options of :class:`ImplicitMethod`: ``jac``, ``jacobian``, ``independent_batch``.)
 
     Example:
@@ -67,6 +89,7 @@ class Rosenbrock(ImplicitMethod):
 
     tableau: RosenbrockTableau = RODAS5
     autonomous: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,7 +109,16 @@ class Rosenbrock(ImplicitMethod):
         bound = super().bind(dtype, device)
         bound._coeffs = self.tableau.to(dtype, device)
         bound._memo = None
+        bound._tolerances = None
+        bound._compiled_fns = {}  # (time direction, Jacobian given) -> the compiled step
         return bound
+
+    def set_error_norm(self, rtol, atol, norm) -> None:
+        if self.compile:
+            # Tensors, not floats: the graph would bake floats in and recompile per tolerance.
+            as_tensor = dict(dtype=self._coeffs.b.dtype, device=self._coeffs.b.device)
+            rtol, atol = torch.as_tensor(rtol, **as_tensor), torch.as_tensor(atol, **as_tensor)
+            self._tolerances = (rtol, atol, norm)
 
     def init(self, f: VectorField, t0: Any, y0: torch.Tensor) -> Any:
         self._layout_name = self._layout(t0)
@@ -96,10 +128,10 @@ class Rosenbrock(ImplicitMethod):
     def reset_after_discontinuity(self, state: Any) -> Any:
         return None
 
-    def _jacobian_and_dfdt(self, f: VectorField, t: Any, y: torch.Tensor, f0: torch.Tensor):
+    def _jacobian_and_dfdt(self, f: VectorField, t: Any, y: torch.Tensor, keep_graph: bool):
         if _same_point(self._memo, t, y):
             return self._memo.jac, self._memo.dfdt
-        jac = self._jacobian(f, t, y, self._layout_name, keep_graph=f0.requires_grad)
+        jac = self._jacobian(f, t, y, self._layout_name, keep_graph=keep_graph)
         dfdt = (
             None
             if self.autonomous
@@ -117,11 +149,17 @@ class Rosenbrock(ImplicitMethod):
         return (f(t + dt, y) - f(t - dt, y)) / (2 * dt_y)
 
     def step(self, f: VectorField, t: Any, y: torch.Tensor, h: Any, state: Any) -> StepResult:
+        if self._tolerances is not None and not isinstance(h, torch.Tensor):
+            target = getattr(f, "compile_target", None)
+            # a non-FSAL tableau's state is f(t0, y0) at the first step only: that step is eager
+            usable = state is None or self._fsal
+            if target is not None and usable and not torch.is_grad_enabled():
+                return self._compiled_step(target, f, t, y, h, state)
         tab, co, layout = self.tableau, self._coeffs, self._layout_name
         shape = y.shape
         y_b = to_blocks(y, layout)
         f0 = f(t, y) if state is None else state
-        jac, dfdt = self._jacobian_and_dfdt(f, t, y, f0)
+        jac, dfdt = self._jacobian_and_dfdt(f, t, y, f0.requires_grad)
         hg = h * tab.gamma
         lu = Factorization(newton_matrix(jac, hg))
         self.stats["n_lu"] += 1
@@ -150,6 +188,54 @@ class Rosenbrock(ImplicitMethod):
         f_next = fi.reshape(shape) if self._fsal else None
         return StepResult(y_new.reshape(shape), err.reshape(shape), dense, f_next)
 
+    def _compiled_step(self, target: CompileTarget, f, t, y, h, state) -> StepResult:
+        tab, layout = self.tableau, self._layout_name
+        # The graph evaluates f(t, y) itself unless the state carries it (FSAL tableaus).
+        f0 = None
+        if self._fsal:
+            f0 = f(t, y) if state is None else state
+        given = self.jac is not None or _same_point(self._memo, t, y)
+        if given:  # the memo's Jacobian, or the user's (eager, as the eager step makes it)
+            jac, dfdt = self._jacobian_and_dfdt(f, t, y, keep_graph=False)
+        else:
+            jac = dfdt = None
+            self.stats["n_jac"] += 1
+            # as the eager step: one (vectorized) evaluation per Jacobian, two for df/dt
+            target.counter.calls += 1 if self.autonomous else 3
+        self.stats["n_lu"] += 1
+        target.counter.calls += tab.stages - (0 if f0 is None else 1)
+        sign = -1.0 if target.reverse else 1.0
+        # host floats rounded as the eager step rounds them: the stage times, h, h gamma, 1 / h,
+        # then df/dt's difference times and twice its time step
+        times = [sign * self._stage_time(t, c, h) for c in tab.c] + [h, h * tab.gamma, 1 / h]
+        if not (given or self.autonomous):
+            dt = torch.finfo(y.dtype).eps ** (1 / 3) * max(abs(t), 1.0)
+            times += [sign * (t + dt), sign * (t - dt), 2 * dt]
+        compiled = self._compiled_fns.get((target.reverse, given))
+        if compiled is None:
+            constants = (tab, self.autonomous, self.jacobian == "fwd", given)
+            key = (StepKind("rosenbrock", constants), target.reverse, layout)
+            name = f"{tab.name}_step_{layout}{'_given_jacobian' if given else ''}"
+            name += "_reverse" if target.reverse else ""
+            make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
+            compiled = compile_step(key, name, make, options=COMPILE_OPTIONS)
+            self._compiled_fns[(target.reverse, given)] = compiled
+        y_new, err, k, f_last, jac, dfdt, error_norm = compiled(
+            target.func,
+            target.time_dtype,
+            torch.tensor(times, dtype=torch.float64, device=y.device),
+            y,
+            f0,
+            jac,
+            dfdt,
+            self._tolerances,
+        )
+        if not given:
+            self._memo = _JacobianMemo(t, y, jac, dfdt)
+        dense = RosenbrockDense(to_blocks(y, layout), k, self._coeffs.dense, y.shape)
+        f_next = f_last if self._fsal else None
+        return StepResult(y_new, err, dense, f_next, error_norm=error_norm)
+
     def interpolate(self, dense: RosenbrockDense, theta: Any) -> torch.Tensor:
         y0, k, weights, shape = dense
         m = weights.shape[1]
@@ -166,6 +252,72 @@ def _add_scaled(x: torch.Tensor, v: torch.Tensor, scale: Any) -> torch.Tensor:
     if isinstance(scale, torch.Tensor):
         return x + scale * v
     return torch.add(x, v, alpha=scale)
+
+
+def _make_compiled_step(
+    tableau: RosenbrockTableau,
+    autonomous: bool,
+    forward: bool,
+    given_jacobian: bool,
+    reverse: bool,
+    layout: str,
+):
+    """The traceable step of :meth:`Rosenbrock._compiled_step` (shared mode, no gradients).
+
+    ``times`` (float64) holds the stage times in the user's time, ``h``, ``h gamma``, ``1 / h``
+    and, when the graph makes ``df/dt`` itself, the two difference times (user's time) and twice
+    the difference step. ``jac`` and ``dfdt`` are inputs when ``given_jacobian``, else None and
+    made in the graph; ``f0`` (the field at ``(t, y)``) is made in the graph when None. Small
+    blocks are inverted by :func:`~.linalg.traced_inverse`, which the graph fuses.
+
+    Returns ``y_new, error, stages (s, B, n), f of the last stage, jac, dfdt`` and the loop's
+    error norm (the step's other outputs are the eager step's).
+    """
+    s = tableau.stages
+    jacobian = _make_compiled_jacobian(forward, reverse, layout)
+
+    def rosenbrock_step(func, time_dtype, times, y, f0, jac, dfdt, tolerances):
+        shape, dtype = y.shape, y.dtype
+
+        def field(time, z):
+            out = func(time.to(time_dtype), z.reshape(shape))
+            return to_blocks(-out if reverse else out, layout)
+
+        y_b = to_blocks(y, layout)
+        h, hg, inv_h = (times[i].to(dtype) for i in range(s, s + 3))
+        fi = field(times[0], y_b) if f0 is None else to_blocks(f0, layout)
+        if not given_jacobian:
+            jac = jacobian(func, time_dtype, times[0], y)
+            if not autonomous:
+                difference = field(times[s + 3], y_b) - field(times[s + 4], y_b)
+                dfdt = difference / times[s + 5].to(dtype)
+        matrix = newton_matrix(jac, hg)
+        if matrix.shape[-1] <= INVERSE_MAX_SIZE:
+            factor, pivots = traced_inverse(matrix), None
+        else:
+            factor, pivots, _ = factor_blocks(matrix)
+
+        def solve(r):
+            if pivots is None:
+                return (factor * r.unsqueeze(-2)).sum(-1)  # fused, unlike a bmm
+            return torch.linalg.lu_solve(factor, pivots, r.unsqueeze(-1)).squeeze(-1)
+
+        stages: list[torch.Tensor] = []
+        for i in range(s):
+            rhs = fi
+            if i > 0:
+                fi = field(times[i], y_b + _combine(tableau.a[i][:i], stages))
+                rhs = fi + inv_h * _combine(tableau.C[i][:i], stages)
+            if dfdt is not None and tableau.d[i] != 0.0:
+                rhs = rhs + (h * tableau.d[i]) * dfdt
+            stages.append(solve(hg * rhs))
+        y_new = (y_b + _combine(tableau.b, stages)).reshape(shape)
+        err = _combine(tableau.e, stages).nan_to_num(math.inf, math.inf, math.inf).reshape(shape)
+        rtol, atol, norm = tolerances
+        error_norm = weighted_error_norm(err, y, y_new, rtol, atol, norm)
+        return y_new, err, torch.stack(stages), fi.reshape(shape), jac, dfdt, error_norm
+
+    return rosenbrock_step
 
 
 def rodas5(**options: Any) -> Rosenbrock:
