@@ -17,13 +17,17 @@ from kutta.pde.pinn import (
     SAMPLING_METHODS,
     Ball,
     Difference,
+    DirichletBC,
     Disk,
     Intersection,
     NeumannBC,
     PeriodicBC,
+    PINNProblem,
     Rectangle,
     SpaceTime,
     Union,
+    fit,
+    mlp,
 )
 
 F64 = torch.float64
@@ -229,3 +233,28 @@ def test_bad_shapes_and_requests_are_rejected():
         touching.boundary_normal(torch.tensor([[1.0, 0.5]]))
     with pytest.raises(InvalidArgumentError, match="opposite faces of a box, got Ball"):
         PeriodicBC(disk, torch.tensor([[-1.0, 0.0]]), axis=0)
+
+
+def test_poisson_on_an_annulus_with_a_neumann_hole():
+    # laplacian u = 4 on 0.5 <= r <= 1, u = 1 on the outer circle, du/dn = -1 on the hole
+    # (its normal points to the center, and du/dr = 2r = 1 there): exact u = r**2
+    torch.manual_seed(0)
+    ring = Disk([0.0, 0.0], 1.0) - Disk([0.0, 0.0], 0.5)
+    boundary = ring.sample_boundary(200, "lhs", seed=1, dtype=F64)
+    outer = boundary.norm(dim=1) > 0.75
+    problem = PINNProblem(
+        mlp(2, 1, hidden=20, depth=2).double(),
+        lambda x, u, ops: ops.laplacian() - 4.0,
+        ring,
+        ring.sample_interior(300, "sobol", seed=0, dtype=F64),
+        {
+            "outer": DirichletBC(ring, boundary[outer], 1.0),
+            "hole": NeumannBC(ring, boundary[~outer], -1.0),
+        },
+    )
+    fit(problem, adam_steps=0, lbfgs_steps=200, log_every=100)
+    points = ring.sample_interior(2000, seed=9, dtype=F64)
+    exact = (points**2).sum(dim=1)
+    error = float((problem.predict(points)[:, 0] - exact).norm() / exact.norm())
+    # seed 0 reaches 1.2e-3 in 200 iterations (about 1.5 s)
+    assert error < 5e-3
