@@ -212,10 +212,14 @@ def test_bad_shapes_and_requests_are_rejected():
     disk = Disk([0.0, 0.0], 1.0)
     with pytest.raises(InvalidArgumentError, match=r"shape \(n, 2\)"):
         disk.contains(torch.zeros(4, 3))
+    with pytest.raises(InvalidArgumentError, match=r"shape \(n, 2\) for Difference"):
+        _plate().contains(torch.zeros(4, 3))
     with pytest.raises(InvalidArgumentError, match="not on the boundary"):
         disk.boundary_normal(torch.tensor([[0.5, 0.0]]))
     with pytest.raises(InvalidArgumentError, match="one dimension, got 2.*and 3"):
         disk | Ball([0.0, 0.0, 0.0], 1.0)
+    with pytest.raises(InvalidArgumentError, match="space must be a shape.*got Tensor"):
+        SpaceTime(torch.zeros(2), 0.0, 1.0)
     with pytest.raises(InvalidArgumentError, match="combines shapes.*got SpaceTime"):
         disk - SpaceTime(Rectangle([0, 0], [1, 1]), 0.0, 1.0)
     with pytest.raises(InvalidArgumentError, match="do not overlap"):
@@ -258,3 +262,24 @@ def test_poisson_on_an_annulus_with_a_neumann_hole():
     error = float((problem.predict(points)[:, 0] - exact).norm() / exact.norm())
     # seed 0 reaches 1.2e-3 in 200 iterations (about 1.5 s)
     assert error < 5e-3
+
+
+@pytest.mark.parametrize("method", SAMPLING_METHODS)
+def test_space_time_over_a_disk(method):
+    domain = SpaceTime(Disk([0.0, 0.0], 1.0), 0.5, 2.0)
+    inside = domain.sample_interior(500, method, seed=0, dtype=F64)
+    assert inside.shape == (500, 3) and bool(domain.contains(inside).all())
+    assert bool((inside[:, :2].norm(dim=1) <= 1).all())
+    assert inside[:, 2].min() < 0.55 and inside[:, 2].max() > 1.95
+    assert torch.equal(inside, domain.sample_interior(500, method, seed=0, dtype=F64))
+    side = domain.sample_boundary(500, method, seed=0, dtype=F64)
+    torch.testing.assert_close(side[:, :2].norm(dim=1), torch.ones(500, dtype=F64))
+    assert bool(domain.on_boundary(side).all()) and not bool(domain.on_boundary(inside).any())
+    assert side[:, 2].min() < 0.55 and side[:, 2].max() > 1.95
+    torch.testing.assert_close(
+        domain.boundary_normal(side), torch.cat([side[:, :2], torch.zeros(500, 1, dtype=F64)], 1)
+    )
+    initial = domain.sample_initial(50, method, dtype=F64)
+    assert bool((initial[:, 2] == 0.5).all()) and bool(domain.on_initial(initial).all())
+    outside = torch.tensor([[0.9, 0.9, 1.0], [0.0, 0.0, 2.5]], dtype=F64)
+    assert not bool(domain.contains(outside).any())

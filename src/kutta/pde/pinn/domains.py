@@ -314,26 +314,30 @@ def Disk(center: Sequence[float], radius: float) -> Ball:
 
 
 class SpaceTime:
-    """A space box times the time interval ``[t0, t1]``; points are ``(x_1, ..., x_d, t)``.
+    """A space shape times the time interval ``[t0, t1]``; points are ``(x_1, ..., x_d, t)``.
 
     "Boundary" means the spatial boundary times the time interval; the initial slice
-    (``t = t0``) is separate, as the conditions on it are.
+    (``t = t0``) is separate, as the conditions on it are. A box's space and time are drawn
+    together (one stratified draw in ``d + 1`` dimensions); another shape's points come from
+    its own sampler, and their times from the same seeded generator.
 
     Example:
         >>> domain = SpaceTime(Interval(-1.0, 1.0), 0.0, 1.0)
         >>> domain.dim, domain.sample_initial(3)[:, 1].tolist()
         (2, [0.0, 0.0, 0.0])
+        >>> cylinder = SpaceTime(Disk([0.0, 0.0], 1.0), 0.0, 2.0)
+        >>> cylinder.on_boundary(torch.tensor([[0.0, 1.0, 0.5], [0.0, 0.5, 0.5]])).tolist()
+        [True, False]
     """
 
-    def __init__(self, space: Box, t0: float, t1: float):
-        if not isinstance(space, Box):
+    def __init__(self, space: Shape, t0: float, t1: float):
+        if not isinstance(space, Shape):
             raise InvalidArgumentError(
-                f"space must be a Box or Interval, got {type(space).__name__}"
+                f"space must be a shape (Interval, Box, Disk, ...), got {type(space).__name__}"
             )
         if not (np.isfinite(t0) and np.isfinite(t1) and t1 > t0):
             raise InvalidArgumentError(f"the time interval needs finite t0 < t1, got {t0}, {t1}")
         self.space, self.t0, self.t1 = space, float(t0), float(t1)
-        self.box = Box([*space.low, t0], [*space.high, t1])
 
     @property
     def dim(self) -> int:
@@ -341,6 +345,22 @@ class SpaceTime:
 
     def __repr__(self) -> str:
         return f"SpaceTime({self.space!r}, {self.t0:g}, {self.t1:g})"
+
+    def _box(self) -> Box:
+        """The space box times the time interval (for a box space)."""
+        return Box([*self.space.low, self.t0], [*self.space.high, self.t1])
+
+    def _with_times(
+        self,
+        space: torch.Tensor,
+        method: str,
+        rng: np.random.Generator,
+        dtype: torch.dtype | None,
+        device: torch.device | str | None,
+    ) -> torch.Tensor:
+        times = self.t0 + unit_samples(len(space), 1, method, rng) * (self.t1 - self.t0)
+        points = torch.cat([space, torch.as_tensor(times)], dim=1)
+        return points.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
     def sample_interior(
         self,
@@ -351,7 +371,11 @@ class SpaceTime:
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """``n`` points in space x time, shape ``(n, dim)``."""
-        return self.box.sample_interior(n, method, seed, dtype, device)
+        if isinstance(self.space, Box):
+            return self._box().sample_interior(n, method, seed, dtype, device)
+        rng = np.random.default_rng(seed)
+        space = self.space.sample_interior(n, method, rng, torch.float64)
+        return self._with_times(space, method, rng, dtype, device)
 
     def sample_boundary(
         self,
@@ -362,9 +386,15 @@ class SpaceTime:
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """``n`` points on the spatial boundary at times spread over ``[t0, t1]``."""
-        unit = unit_samples(n, self.dim, method, seed)
-        space_unit = self.space._unit_boundary(unit[:, :-1])
-        return self.box._scale(np.concatenate([space_unit, unit[:, -1:]], axis=1), dtype, device)
+        if isinstance(self.space, Box):
+            unit = unit_samples(n, self.dim, method, seed)
+            space_unit = self.space._unit_boundary(unit[:, :-1])
+            return self._box()._scale(
+                np.concatenate([space_unit, unit[:, -1:]], axis=1), dtype, device
+            )
+        rng = np.random.default_rng(seed)
+        space = self.space.sample_boundary(n, method, rng, torch.float64)
+        return self._with_times(space, method, rng, dtype, device)
 
     def sample_initial(
         self,
@@ -374,21 +404,25 @@ class SpaceTime:
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
-        """``n`` points of the space box at ``t = t0``."""
+        """``n`` points of the space shape at ``t = t0``."""
         space = self.space.sample_interior(n, method, seed, dtype, device)
         return torch.cat([space, torch.full_like(space[:, :1], self.t0)], dim=1)
 
     def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
-        return self.box.contains(x, tol)
+        """Per row: in the space shape at a time in ``[t0, t1]`` (within ``tol``)."""
+        self.check_shape(x)
+        slack = tol * (self.t1 - self.t0)
+        in_time = (x[:, -1] >= self.t0 - slack) & (x[:, -1] <= self.t1 + slack)
+        return self.space.contains(x[:, :-1], tol) & in_time
 
     def on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Per row: on the spatial boundary (at any time in ``[t0, t1]``)."""
-        return self.box.contains(x, tol) & self.space.on_boundary(x[:, :-1], tol)
+        return self.contains(x, tol) & self.space.on_boundary(x[:, :-1], tol)
 
     def on_initial(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Per row: in the domain with ``t = t0``."""
         scale = tol * (self.t1 - self.t0)
-        return self.box.contains(x, tol) & ((x[:, -1] - self.t0).abs() <= scale)
+        return self.contains(x, tol) & ((x[:, -1] - self.t0).abs() <= scale)
 
     def boundary_normal(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Outward normals of the spatial boundary, with a zero time component."""
@@ -397,10 +431,14 @@ class SpaceTime:
         return torch.cat([normal, torch.zeros_like(x[:, :1])], dim=1)
 
     def check_shape(self, x: torch.Tensor) -> None:
-        self.box.check_shape(x)
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InvalidArgumentError(
+                f"points must be a tensor of shape (n, {self.dim}) for {self!r}, got {shape}"
+            )
 
     def check_inside(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> None:
-        self.box.check_inside(x, tol)
+        refuse_failing_rows(x, self.contains(x, tol), f"lie outside {self!r}")
 
     def check_on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> None:
         self.check_shape(x)

@@ -264,6 +264,7 @@ class Union(Combination):
         return np.minimum(low_a, low_b), np.maximum(high_a, high_b)
 
     def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
+        self.check_shape(x)
         return self.first.contains(x, tol) | self.second.contains(x, tol)
 
     def boundary_parts(self, x: torch.Tensor, tol: float) -> list[tuple[Shape, torch.Tensor, int]]:
@@ -296,6 +297,7 @@ class Intersection(Combination):
         return np.maximum(low_a, low_b), np.minimum(high_a, high_b)
 
     def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
+        self.check_shape(x)
         return self.first.contains(x, tol) & self.second.contains(x, tol)
 
     def boundary_parts(self, x: torch.Tensor, tol: float) -> list[tuple[Shape, torch.Tensor, int]]:
@@ -322,6 +324,7 @@ class Difference(Combination):
         return self.first.bounds
 
     def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
+        self.check_shape(x)
         return self.first.contains(x, tol) & ~self.second.strictly_inside(x, tol)
 
     def boundary_parts(self, x: torch.Tensor, tol: float) -> list[tuple[Shape, torch.Tensor, int]]:
