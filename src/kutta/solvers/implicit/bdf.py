@@ -54,6 +54,7 @@ _ROWS = MAX_ORDER + 3  # D[0..k+2] are used at order k
 # Columns of BDF._tables: 7 scalars of the order (see bind), then the prediction weights (2 rows
 # of _ROWS), then the step matrix (_ROWS + 3 rows of _ROWS + 1).
 _PRED_PSI_COLUMNS = slice(7, 7 + 2 * _ROWS)
+_STEP_COMPILE_OPTIONS = {**COMPILE_OPTIONS, "force_pointwise_cat": True}
 _STEP_COLUMNS = slice(7 + 2 * _ROWS, 7 + 2 * _ROWS + (_ROWS + 3) * (_ROWS + 1))
 
 
@@ -215,6 +216,10 @@ class BDF(ImplicitMethod):
         bound._tolerances = None
         bound._compilable = False  # set_error_norm decides
         bound._known = {}
+        # The graph's float64 ``times`` input, refilled in place each step through a numpy view
+        # (a new tensor from four host floats costs more than the whole step's host work)
+        bound._times_host = torch.zeros(4, dtype=torch.float64)
+        bound._times_values = bound._times_host.numpy()
         # Everything a step needs of its order k is gathered by one indexing of these tables
         # (the step's cost is kernel dispatch, not arithmetic). Row k of ``order_table``:
         # 1 / alpha_k; the step-size exponents 1 / (j + 1) of orders j = k - 1, k, k + 1; and
@@ -380,9 +385,8 @@ class BDF(ImplicitMethod):
         user_time = -(t + h) if target.reverse else t + h
         # the ratio and a flag for rescaling the history: always computed in the graph, where
         # it costs less than a separate eager rescaling costs the steps that need one
-        times = torch.tensor(
-            [user_time, h, h / h_of_D, float(h != h_of_D)], dtype=torch.float64, device=y.device
-        )
+        self._times_values[:] = (user_time, h, h / h_of_D, float(h != h_of_D))
+        times = self._times_host if y.device.type == "cpu" else self._times_host.to(y.device)
         args = (target, times, y, D, order, steps_at_order, crate, h, orders)
         out, summary = self._compiled_attempt(jac, *args)
         n_blocks = D.shape[0]
@@ -414,7 +418,7 @@ class BDF(ImplicitMethod):
             key = (StepKind("bdf", constants), target.reverse, self._layout_name)
             name = f"bdf_step_{self._layout_name}{'_reverse' if target.reverse else ''}"
             make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
-            compiled = compile_step(key, name, make, options=COMPILE_OPTIONS)
+            compiled = compile_step(key, name, make, options=_STEP_COMPILE_OPTIONS)
             self._compiled_fns[target.reverse] = compiled
         lu, new_matrix = self._host_factorization(jac, h, order, orders, times)
         out = compiled(
