@@ -75,7 +75,9 @@ def _default_train() -> TrainConfig:
 @dataclasses.dataclass
 class FNODarcyConfig:
     data: FNODarcyData = dataclasses.field(default_factory=FNODarcyData)
-    model: OperatorModel = dataclasses.field(default_factory=OperatorModel)
+    # Padding as Li et al.'s script (9 points at s = 85): u = 0 on the boundary is not periodic.
+    # One seed, padding 0 vs 0.1: 2.96% vs 2.62% at s = 33, 5.87% vs 4.67% zero-shot at s = 129.
+    model: OperatorModel = dataclasses.field(default_factory=lambda: OperatorModel(padding=0.1))
     train: TrainConfig = dataclasses.field(default_factory=_default_train)
 
 
