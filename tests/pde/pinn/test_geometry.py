@@ -23,6 +23,7 @@ from kutta.pde.pinn import (
     NeumannBC,
     PeriodicBC,
     PINNProblem,
+    Polygon,
     Rectangle,
     SpaceTime,
     Union,
@@ -283,3 +284,80 @@ def test_space_time_over_a_disk(method):
     assert bool((initial[:, 2] == 0.5).all()) and bool(domain.on_initial(initial).all())
     outside = torch.tensor([[0.9, 0.9, 1.0], [0.0, 0.0, 2.5]], dtype=F64)
     assert not bool(domain.contains(outside).any())
+
+
+def _ell(clockwise=False):
+    """The L shape [0, 2]**2 without [1, 2]**2 (area 3, perimeter 8)."""
+    vertices = [[0, 0], [2, 0], [2, 1], [1, 1], [1, 2], [0, 2]]
+    return Polygon(vertices[::-1] if clockwise else vertices)
+
+
+@pytest.mark.parametrize("clockwise", [False, True])
+def test_polygon_membership_and_normals_on_hand_picked_points(clockwise):
+    ell = _ell(clockwise)
+    points = torch.tensor(
+        [[0.5, 0.5], [1.5, 0.5], [0.5, 1.5], [1.5, 1.5], [1.0, 1.0], [1.0, 1.5], [2.5, 0.5]]
+        + [[-0.5, 0.5], [-0.5, 1.5]]  # their rays to +x cross the boundary twice
+    )
+    inside = [True, True, True, False, True, True, False, False, False]
+    assert ell.contains(points).tolist() == inside
+    assert ell.on_boundary(points).tolist() == [False] * 4 + [True, True] + [False] * 3
+    on_edges = torch.tensor([[1.0, 0.0], [2.0, 0.5], [1.5, 1.0], [1.0, 1.5], [0.0, 0.0]])
+    s = 2**-0.5
+    torch.testing.assert_close(
+        ell.boundary_normal(on_edges),
+        torch.tensor([[0.0, -1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [-s, -s]]),
+    )
+    # the reentrant corner (1, 1) joins edges facing +y and +x
+    torch.testing.assert_close(
+        ell.boundary_normal(torch.tensor([[1.0, 1.0]])), torch.tensor([[s, s]])
+    )
+    assert ell.boundary_measure == 8.0
+
+
+@pytest.mark.parametrize("method", SAMPLING_METHODS)
+def test_polygon_samples_cover_area_and_perimeter_evenly(method):
+    triangle = Polygon([[0.0, 0.0], [4.0, 0.0], [0.0, 3.0]])  # sides 4, 5 (hypotenuse), 3
+    edge = triangle.sample_boundary(3000, method, seed=0, dtype=F64)
+    assert bool(triangle.on_boundary(edge).all())
+    on_hypotenuse = (edge[:, 0] / 4 + edge[:, 1] / 3 - 1).abs() < 1e-12
+    _assert_proportion(on_hypotenuse, 5 / 12)
+    _assert_proportion(edge[on_hypotenuse][:, 0] < 2.0, 1 / 2)  # evenly along each edge
+    inside = triangle.sample_interior(2000, method, seed=0, dtype=F64)
+    assert bool(triangle.contains(inside).all())
+    assert bool((inside[:, 0] / 4 + inside[:, 1] / 3 <= 1 + 1e-12).all())
+    # the triangle's centroid is (4/3, 1)
+    torch.testing.assert_close(
+        inside.mean(0), torch.tensor([4 / 3, 1.0], dtype=F64), atol=0.05, rtol=0
+    )
+    box = Rectangle([0.0, 0.0], [2.0, 2.0]).sample_interior(20_000, seed=0, dtype=F64)
+    _assert_proportion(_ell().contains(box), 3 / 4)
+    assert bool(_ell().on_boundary(_ell().sample_boundary(100, method, seed=0)).all())  # float32
+
+
+def test_a_polygon_combines_with_other_shapes():
+    ell_with_hole = _ell() - Disk([0.5, 0.5], 0.25)
+    boundary = ell_with_hole.sample_boundary(500, "lhs", seed=0, dtype=F64)
+    assert bool(ell_with_hole.on_boundary(boundary).all())
+    on_hole = (boundary - torch.tensor([0.5, 0.5], dtype=F64)).norm(dim=1) < 0.3
+    # the hole's circle (pi / 2) is a share pi / 2 / (8 + pi / 2) of the boundary
+    _assert_proportion(on_hole, (PI / 2) / (8 + PI / 2))
+    torch.testing.assert_close(
+        ell_with_hole.boundary_normal(torch.tensor([[0.75, 0.5]], dtype=F64)),
+        torch.tensor([[-1.0, 0.0]], dtype=F64),
+    )
+
+
+def test_bad_polygons_are_rejected():
+    with pytest.raises(InvalidArgumentError, match=r"shape \(k, 2\) with k >= 3"):
+        Polygon([[0, 0], [1, 0]])
+    with pytest.raises(InvalidArgumentError, match=r"shape \(k, 2\)"):
+        Polygon([[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    with pytest.raises(InvalidArgumentError, match="finite"):
+        Polygon([[0, 0], [1, 0], [0, math.inf]])
+    with pytest.raises(InvalidArgumentError, match="repeats a vertex"):
+        Polygon([[0, 0], [1, 0], [1, 0], [0, 1]])
+    with pytest.raises(InvalidArgumentError, match="zero area"):
+        Polygon([[0, 0], [1, 1], [2, 2]])
+    with pytest.raises(InvalidArgumentError, match="edges 0 and 2 of the polygon cross"):
+        Polygon([[0, 0], [2, 2], [2, 0], [0, 1]])  # a bow tie

@@ -1,4 +1,4 @@
-"""Physics-informed neural networks: domains (boxes, balls and their unions, intersections and
+"""Physics-informed neural networks: domains (boxes, balls, polygons and their unions, intersections and
 differences), autograd derivatives, conditions, hard constraints by an output transform, loss
 weighting, trainable PDE coefficients, an Adam-then-L-BFGS fit, and residual-based adaptive
 refinement of the collocation points.
@@ -25,7 +25,7 @@ from kutta.pde.pinn.conditions import (
     Observations,
     PeriodicBC,
 )
-from kutta.pde.pinn.domains import Ball, Box, Disk, Interval, Rectangle, SpaceTime
+from kutta.pde.pinn.domains import Box, Interval, Rectangle, SpaceTime
 from kutta.pde.pinn.fit import FitHistory, fit
 from kutta.pde.pinn.geometry import Difference, Intersection, Shape, Union
 from kutta.pde.pinn.networks import mlp
@@ -33,6 +33,7 @@ from kutta.pde.pinn.ops import Derivatives, divergence, gradient, laplacian, par
 from kutta.pde.pinn.problem import Coefficients, PINNProblem
 from kutta.pde.pinn.refinement import Refinement, refine_by_residual, residual_magnitude
 from kutta.pde.pinn.sampling import SAMPLING_METHODS, unit_samples
+from kutta.pde.pinn.shapes import Ball, Disk, Polygon
 from kutta.pde.pinn.weighting import FixedWeights, GradientNormAnnealing
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "Observations",
     "PINNProblem",
     "PeriodicBC",
+    "Polygon",
     "Rectangle",
     "Refinement",
     "Shape",

@@ -1,5 +1,5 @@
-"""Where a PINN's points live: intervals, boxes, balls (disks), the shapes built from them
-(see :mod:`~kutta.pde.pinn.geometry`), and a space domain times a time interval.
+"""Where a PINN's points live: intervals, boxes, and a space shape times a time interval (other
+shapes are in :mod:`~kutta.pde.pinn.shapes` and :mod:`~kutta.pde.pinn.geometry`).
 
 Points are rows of an ``(n, dim)`` tensor (torch's default dtype unless ``dtype`` is given); for
 space-time domains the last column is time.
@@ -10,13 +10,10 @@ interior, its boundary, or its initial slice.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.special import gamma, ndtri
 
 from kutta.errors import InvalidArgumentError
 from kutta.pde.pinn.geometry import (
@@ -180,139 +177,6 @@ def Rectangle(low: Sequence[float], high: Sequence[float]) -> Box:
     return box
 
 
-class Ball(Shape):
-    """The closed ball ``|x - center| <= radius`` in ``len(center) >= 2`` dimensions.
-
-    Interior samples map the unit cube onto the ball preserving volume (radius ``r u**(1/d)``,
-    direction from the other coordinates), so stratified samples stay stratified; in 2-D the
-    direction is the angle ``2 pi u``, elsewhere a normalized Gaussian vector.
-    Tolerances are relative to the radius, and never below the roundoff of the points' dtype
-    (a float32 point on the sphere is off it by about 1e-7).
-
-    Example:
-        >>> ball = Ball([0.0, 0.0, 0.0], 2.0)
-        >>> points = ball.sample_boundary(4, seed=0, dtype=torch.float64)
-        >>> bool(torch.allclose(points.norm(dim=1), torch.full((4,), 2.0, dtype=torch.float64)))
-        True
-        >>> ball.boundary_normal(torch.tensor([[0.0, 0.0, -2.0]])).tolist()
-        [[0.0, 0.0, -1.0]]
-    """
-
-    def __init__(self, center: Sequence[float], radius: float):
-        center_array = np.asarray(center, dtype=np.float64).reshape(-1)
-        if center_array.size < 2:
-            raise InvalidArgumentError(
-                f"a ball's center needs >= 2 coordinates (use Interval in 1-D), got "
-                f"{center_array.size}"
-            )
-        if not np.all(np.isfinite(center_array)):
-            raise InvalidArgumentError(f"the center must be finite, got {center_array.tolist()}")
-        if not (isinstance(radius, numbers.Real) and math.isfinite(radius) and radius > 0):
-            raise InvalidArgumentError(f"the radius must be a finite number > 0, got {radius!r}")
-        self.center, self.radius = center_array, float(radius)
-
-    @property
-    def dim(self) -> int:
-        return self.center.size
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(center={self.center.tolist()}, radius={self.radius:g})"
-
-    @property
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.center - self.radius, self.center + self.radius
-
-    @property
-    def boundary_measure(self) -> float:
-        """The sphere's area ``2 pi**(d/2) / Gamma(d/2) r**(d-1)`` (``2 pi r`` in 2-D)."""
-        d = self.dim
-        return float(2 * math.pi ** (d / 2) / gamma(d / 2) * self.radius ** (d - 1))
-
-    def _direction_columns(self) -> int:
-        return 1 if self.dim == 2 else self.dim
-
-    def _directions(self, unit: np.ndarray) -> np.ndarray:
-        """Unit vectors from unit-cube columns (``_direction_columns()`` of them), uniform on
-        the sphere when the columns are."""
-        if self.dim == 2:
-            angle = 2 * np.pi * unit[:, 0]
-            return np.stack([np.cos(angle), np.sin(angle)], axis=1)
-        # a standard Gaussian vector has a uniformly distributed direction
-        gaussian = ndtri(np.clip(unit, 1e-12, 1 - 1e-12))
-        return gaussian / np.linalg.norm(gaussian, axis=1, keepdims=True)
-
-    def _points(
-        self,
-        radii: np.ndarray,
-        directions: np.ndarray,
-        dtype: torch.dtype | None,
-        device: torch.device | str | None,
-    ) -> torch.Tensor:
-        points = self.center + radii[:, None] * directions
-        return torch.as_tensor(points, dtype=dtype or torch.get_default_dtype(), device=device)
-
-    def sample_interior(
-        self,
-        n: int,
-        method: str = "uniform",
-        seed: Seed = 0,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """``n`` points in the ball, uniform in volume, ``(n, dim)``."""
-        unit = unit_samples(n, 1 + self._direction_columns(), method, seed)
-        radii = self.radius * unit[:, 0] ** (1 / self.dim)
-        return self._points(radii, self._directions(unit[:, 1:]), dtype, device)
-
-    def sample_boundary(
-        self,
-        n: int,
-        method: str = "uniform",
-        seed: Seed = 0,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """``n`` points on the sphere, uniform in area, ``(n, dim)``."""
-        unit = unit_samples(n, self._direction_columns(), method, seed)
-        return self._points(np.full(n, self.radius), self._directions(unit), dtype, device)
-
-    def _distance_and_tol(self, x: torch.Tensor, tol: float) -> tuple[torch.Tensor, float]:
-        """Each row's distance from the center, and ``tol`` raised to the dtype's roundoff."""
-        self.check_shape(x)
-        center = torch.as_tensor(self.center, dtype=x.dtype, device=x.device)
-        extent = (np.abs(self.center).max() + self.radius) / self.radius
-        roundoff = 64 * torch.finfo(x.dtype).eps * extent if x.is_floating_point() else 0.0
-        return (x - center).norm(dim=-1), max(tol, roundoff)
-
-    def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
-        distance, tol = self._distance_and_tol(x, tol)
-        return distance <= self.radius * (1 + tol)
-
-    def on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
-        distance, tol = self._distance_and_tol(x, tol)
-        return (distance - self.radius).abs() <= self.radius * tol
-
-    def boundary_normal(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
-        """``(x - center) / |x - center|`` at boundary points ``x``: exact."""
-        self.check_on_boundary(x, tol)
-        offset = x - torch.as_tensor(self.center, dtype=x.dtype, device=x.device)
-        return offset / offset.norm(dim=-1, keepdim=True)
-
-
-def Disk(center: Sequence[float], radius: float) -> Ball:
-    """A two-dimensional :class:`Ball`: the disk ``|x - center| <= radius``.
-
-    Example:
-        >>> disk = Disk([0.0, 0.0], 1.0)
-        >>> disk.on_boundary(torch.tensor([[0.6, 0.8], [0.6, 0.0]])).tolist()
-        [True, False]
-    """
-    ball = Ball(center, radius)
-    if ball.dim != 2:
-        raise InvalidArgumentError(f"a disk has 2 dimensions, got a center of {ball.dim}")
-    return ball
-
-
 class SpaceTime:
     """A space shape times the time interval ``[t0, t1]``; points are ``(x_1, ..., x_d, t)``.
 
@@ -325,6 +189,7 @@ class SpaceTime:
         >>> domain = SpaceTime(Interval(-1.0, 1.0), 0.0, 1.0)
         >>> domain.dim, domain.sample_initial(3)[:, 1].tolist()
         (2, [0.0, 0.0, 0.0])
+        >>> from kutta.pde.pinn import Disk
         >>> cylinder = SpaceTime(Disk([0.0, 0.0], 1.0), 0.0, 2.0)
         >>> cylinder.on_boundary(torch.tensor([[0.0, 1.0, 0.5], [0.0, 0.5, 0.5]])).tolist()
         [True, False]
