@@ -232,10 +232,6 @@ def test_bad_shapes_and_requests_are_rejected():
         swallowed.sample_interior(5)
     with pytest.raises(InvalidArgumentError, match="no boundary points"):
         swallowed.sample_boundary(5)
-    # boxes sharing a face: the face looks like boundary, with opposite normals
-    touching = Rectangle([0, 0], [1, 1]) | Rectangle([1, 0], [2, 1])
-    with pytest.raises(InvalidArgumentError, match="touch with opposite normals"):
-        touching.boundary_normal(torch.tensor([[1.0, 0.5]]))
     with pytest.raises(InvalidArgumentError, match="opposite faces of a box, got Ball"):
         PeriodicBC(disk, torch.tensor([[-1.0, 0.0]]), axis=0)
 
@@ -361,3 +357,30 @@ def test_bad_polygons_are_rejected():
         Polygon([[0, 0], [1, 1], [2, 2]])
     with pytest.raises(InvalidArgumentError, match="edges 0 and 2 of the polygon cross"):
         Polygon([[0, 0], [2, 2], [2, 0], [0, 1]])  # a bow tie
+
+
+def test_faces_shared_by_the_parts_are_not_boundary():
+    # two boxes sharing the face x = 1 make the box [0, 2] x [0, 1], whose perimeter is 6
+    pair = Rectangle([0.0, 0.0], [1.0, 1.0]) | Rectangle([1.0, 0.0], [2.0, 1.0])
+    whole = Rectangle([0.0, 0.0], [2.0, 1.0])
+    shared = torch.tensor([[1.0, 0.5], [1.0, 0.0]])
+    assert pair.contains(shared).tolist() == [True, True]
+    assert pair.on_boundary(shared).tolist() == [False, True]
+    assert pair.boundary_measure == pytest.approx(6.0, rel=1e-2)
+    boundary = pair.sample_boundary(1000, "lhs", seed=0, dtype=F64)
+    assert bool(whole.on_boundary(boundary).all())
+    torch.testing.assert_close(pair.boundary_normal(boundary), whole.boundary_normal(boundary))
+
+    # a square minus the corner square flush with two of its sides is the L of _ell()
+    cut = Rectangle([0.0, 0.0], [2.0, 2.0]) - Rectangle([1.0, 1.0], [2.0, 2.0])
+    points = torch.tensor(
+        [[2.0, 1.5], [1.5, 2.0], [2.0, 2.0], [1.0, 1.5], [1.5, 1.0], [1.0, 1.0], [2.0, 0.5]]
+    )
+    # the first three lie on the removed square's outer faces: outside the L's closure
+    assert cut.contains(points).tolist() == _ell().contains(points).tolist()
+    assert cut.on_boundary(points).tolist() == _ell().on_boundary(points).tolist()
+    assert cut.contains(points).tolist() == [False, False, False, True, True, True, True]
+    assert cut.boundary_measure == pytest.approx(8.0, rel=1e-2)
+    boundary = cut.sample_boundary(1000, "sobol", seed=0, dtype=F64)
+    assert bool(_ell().on_boundary(boundary).all())
+    torch.testing.assert_close(cut.boundary_normal(boundary), _ell().boundary_normal(boundary))

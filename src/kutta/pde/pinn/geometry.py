@@ -8,8 +8,9 @@ conditions). Tolerances are relative to the shape's size.
 ``a | b`` is :class:`Union`, ``a & b`` :class:`Intersection` and ``a - b`` :class:`Difference`.
 Their interiors are sampled by rejection from their bounding box, their boundaries by sampling
 each part's boundary in proportion to its measure and keeping the points on the result's
-boundary. Parts whose boundaries coincide over a stretch (two boxes sharing a face) are not
-supported, as the shared piece looks like boundary: let the parts overlap instead.
+boundary. Where the parts' boundaries coincide with opposite normals (two boxes sharing a face,
+or a hole flush with the outer boundary as in ``Rectangle - Rectangle`` making an L), the shared
+piece is not boundary: it lies inside the result, or outside its closure.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from kutta.errors import InvalidArgumentError
-from kutta.pde.pinn.sampling import Seed, unit_samples
+from kutta.pde.pinn.sampling import Seed, check_count, unit_samples
 
 CONTAINS_TOL = 1e-12
 BOUNDARY_TOL = 1e-9
@@ -29,6 +30,11 @@ BOUNDARY_TOL = 1e-9
 MEASURE_SAMPLES = 4096
 #: a rejection sampler that drew this many candidates and kept none calls the shape empty
 EMPTY_AFTER = 100_000
+#: the most candidates a rejection sampler draws at once (bounds its memory)
+MAX_BATCH = 100_000
+#: two parts' unit normals cancel when their (signed) sum is shorter than this: opposite
+#: within about 0.006 degrees, far above the roundoff of float32 normals
+CANCELLING = 1e-4
 
 
 class Shape(abc.ABC):
@@ -92,6 +98,7 @@ class Shape(abc.ABC):
         Candidates come in batches drawn by ``method`` from one generator seeded by ``seed``
         (a stratified batch stays roughly stratified after rejection).
         """
+        check_count(n)
         rng = np.random.default_rng(seed)
         low, high = self.bounds
         kept: list[torch.Tensor] = []
@@ -108,7 +115,7 @@ class Shape(abc.ABC):
                     f"none of {drawn} points of the bounding box fell inside {self!r}; is it empty?"
                 )
             # the next batch aims at the points still missing at the acceptance seen so far
-            batch = min(max(math.ceil(1.2 * (n - count) * drawn / max(count, 1)), 64), EMPTY_AFTER)
+            batch = min(max(math.ceil(1.2 * (n - count) * drawn / max(count, 1)), 64), MAX_BATCH)
         return _as_points(torch.cat(kept)[:n], dtype, device)
 
     def strictly_inside(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
@@ -169,26 +176,32 @@ class Combination(Shape):
         """Per part: ``(part, rows of x on the part's boundary that bound the result, sign)``;
         the result's outward normal there is ``sign`` times the part's."""
 
+    def boundary(
+        self, x: torch.Tensor, tol: float = BOUNDARY_TOL
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """``(rows, normal, cancelled)``: per part, the rows of ``x`` on its boundary that bound
+        the result; the result's outward normal there (not normalized; zero elsewhere); and the
+        rows where the parts' boundaries meet with cancelling normals, which bound nothing."""
+        parts = self.boundary_parts(x, tol)
+        normal = torch.zeros_like(x)
+        for part, rows, sign in parts:
+            if bool(rows.any()):
+                normal[rows] = normal[rows] + sign * part.boundary_normal(x[rows], tol)
+        on_a_part = parts[0][1] | parts[1][1]
+        cancelled = on_a_part & (normal.norm(dim=-1) < CANCELLING)
+        return [rows & ~cancelled for _, rows, _ in parts], normal, cancelled
+
     def on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         self.check_shape(x)
-        (_, first, _), (_, second, _) = self.boundary_parts(x, tol)
+        first, second = self.boundary(x, tol)[0]
         return first | second
 
     def boundary_normal(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """The bounding part's outward normal (negated for a hole); where two parts bound the
         result (a corner), their normalized sum, as :class:`Box` does at its corners."""
         self.check_on_boundary(x, tol)
-        normal = torch.zeros_like(x)
-        for part, rows, sign in self.boundary_parts(x, tol):
-            if bool(rows.any()):
-                normal[rows] = normal[rows] + sign * part.boundary_normal(x[rows], tol)
-        length = normal.norm(dim=-1, keepdim=True)
-        refuse_failing_rows(
-            x,
-            length[:, 0] > 0,
-            f"lie where parts of {self!r} touch with opposite normals (let the parts overlap)",
-        )
-        return normal / length
+        normal = self.boundary(x, tol)[1]
+        return normal / normal.norm(dim=-1, keepdim=True)
 
     @property
     def boundary_measure(self) -> float:
@@ -208,7 +221,7 @@ class Combination(Shape):
         result = []
         for index, part in enumerate((self.first, self.second)):
             points = part.sample_boundary(n, method, rng, torch.float64)
-            result.append((part, self.boundary_parts(points, BOUNDARY_TOL)[index][1]))
+            result.append((part, self.boundary(points)[0][index]))
         return result
 
     def sample_boundary(
@@ -221,8 +234,7 @@ class Combination(Shape):
     ) -> torch.Tensor:
         """``n`` points on the boundary: each part's boundary points, drawn in proportion to
         the part's measure, that bound the result (so the boundary is covered evenly)."""
-        if not isinstance(n, int) or n < 1:
-            raise InvalidArgumentError(f"the number of points must be an int >= 1, got {n!r}")
+        check_count(n)
         if self.boundary_measure <= 0:
             raise InvalidArgumentError(f"{self!r} has no boundary points; is it empty?")
         rng = np.random.default_rng(seed)
@@ -237,7 +249,7 @@ class Combination(Shape):
                 if k == 0:
                     continue
                 points = parts[index].sample_boundary(int(k), method, rng, torch.float64)
-                points = points[self.boundary_parts(points, BOUNDARY_TOL)[index][1]]
+                points = points[self.boundary(points)[0][index]]
                 kept.append(points)
                 count += len(points)
         points = torch.cat(kept)
@@ -251,10 +263,10 @@ class Union(Combination):
 
     Example:
         >>> from kutta.pde.pinn import Disk
-        >>> lens = Disk([0.0, 0.0], 1.0) | Disk([1.0, 0.0], 1.0)
-        >>> lens.contains(torch.tensor([[1.9, 0.0], [0.5, 0.9], [2.1, 0.0]])).tolist()
+        >>> pair = Disk([0.0, 0.0], 1.0) | Disk([1.0, 0.0], 1.0)
+        >>> pair.contains(torch.tensor([[1.9, 0.0], [0.5, 0.9], [2.1, 0.0]])).tolist()
         [True, False, False]
-        >>> lens.on_boundary(torch.tensor([[-1.0, 0.0], [1.0, 0.0]])).tolist()
+        >>> pair.on_boundary(torch.tensor([[-1.0, 0.0], [1.0, 0.0]])).tolist()
         [True, False]
     """
 
@@ -298,7 +310,8 @@ class Intersection(Combination):
 
     def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
         self.check_shape(x)
-        return self.first.contains(x, tol) & self.second.contains(x, tol)
+        touching = self.boundary(x, tol)[2]
+        return self.first.contains(x, tol) & self.second.contains(x, tol) & ~touching
 
     def boundary_parts(self, x: torch.Tensor, tol: float) -> list[tuple[Shape, torch.Tensor, int]]:
         a, b = self.first, self.second
@@ -325,7 +338,8 @@ class Difference(Combination):
 
     def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
         self.check_shape(x)
-        return self.first.contains(x, tol) & ~self.second.strictly_inside(x, tol)
+        flush = self.boundary(x, tol)[2]  # e.g. the faces of a hole cut flush with the outside
+        return self.first.contains(x, tol) & ~self.second.strictly_inside(x, tol) & ~flush
 
     def boundary_parts(self, x: torch.Tensor, tol: float) -> list[tuple[Shape, torch.Tensor, int]]:
         a, b = self.first, self.second
@@ -333,6 +347,12 @@ class Difference(Combination):
             (a, a.on_boundary(x, tol) & ~b.strictly_inside(x, tol), 1),
             (b, b.on_boundary(x, tol) & a.contains(x, tol), -1),
         ]
+
+
+def roundoff(dtype: torch.dtype) -> float:
+    """A relative tolerance just above the rounding of points stored in ``dtype``: a float32
+    point computed on a curved boundary is off it by about 1e-7."""
+    return 64 * torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
 
 
 def _as_points(

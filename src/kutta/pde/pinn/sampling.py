@@ -25,8 +25,7 @@ def unit_samples(n: int, dim: int, method: str = "uniform", seed: Seed = 0) -> n
     """
     if method not in SAMPLING_METHODS:
         raise UnknownNameError("sampling method", method, SAMPLING_METHODS)
-    if not isinstance(n, int) or n < 1:
-        raise InvalidArgumentError(f"the number of points must be an int >= 1, got {n!r}")
+    check_count(n)
     if dim < 1:
         raise InvalidArgumentError(f"dim must be >= 1, got {dim}")
     if method == "uniform":
@@ -37,3 +36,9 @@ def unit_samples(n: int, dim: int, method: str = "uniform", seed: Seed = 0) -> n
     # (a scrambled Sobol prefix is still a low-discrepancy set), so draw the next power of two.
     sobol = qmc.Sobol(d=dim, scramble=True, seed=np.random.default_rng(seed))
     return sobol.random_base2(max(int(np.ceil(np.log2(n))), 0))[:n]
+
+
+def check_count(n: int) -> None:
+    """Refuse a number of points that is not an int >= 1."""
+    if not isinstance(n, int) or n < 1:
+        raise InvalidArgumentError(f"the number of points must be an int >= 1, got {n!r}")

@@ -15,7 +15,7 @@ import torch
 from scipy.special import gamma, ndtri
 
 from kutta.errors import InvalidArgumentError
-from kutta.pde.pinn.geometry import BOUNDARY_TOL, CONTAINS_TOL, Shape
+from kutta.pde.pinn.geometry import BOUNDARY_TOL, CONTAINS_TOL, Shape, roundoff
 from kutta.pde.pinn.sampling import Seed, unit_samples
 
 
@@ -25,8 +25,7 @@ class Ball(Shape):
     Interior samples map the unit cube onto the ball preserving volume (radius ``r u**(1/d)``,
     direction from the other coordinates), so stratified samples stay stratified; in 2-D the
     direction is the angle ``2 pi u``, elsewhere a normalized Gaussian vector.
-    Tolerances are relative to the radius, and never below the roundoff of the points' dtype
-    (a float32 point on the sphere is off it by about 1e-7).
+    Tolerances are relative to the radius, and never below the roundoff of the points' dtype.
 
     Example:
         >>> ball = Ball([0.0, 0.0, 0.0], 2.0)
@@ -120,8 +119,7 @@ class Ball(Shape):
         self.check_shape(x)
         center = torch.as_tensor(self.center, dtype=x.dtype, device=x.device)
         extent = (np.abs(self.center).max() + self.radius) / self.radius
-        roundoff = 64 * torch.finfo(x.dtype).eps * extent if x.is_floating_point() else 0.0
-        return (x - center).norm(dim=-1), max(tol, roundoff)
+        return (x - center).norm(dim=-1), max(tol, roundoff(x.dtype) * extent)
 
     def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
         distance, tol = self._distance_and_tol(x, tol)
@@ -235,7 +233,7 @@ class Polygon(Shape):
 
     def _slack(self, x: torch.Tensor, tol: float) -> float:
         low, high = self.bounds
-        return max(tol, 64 * torch.finfo(x.dtype).eps) * float((high - low).max())
+        return max(tol, roundoff(x.dtype)) * float((high - low).max())
 
     def on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         return self._edge_distances(x).min(dim=1).values <= self._slack(x, tol)
