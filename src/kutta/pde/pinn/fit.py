@@ -56,7 +56,9 @@ def fit(
     ``tolerance_grad``). Adaptive weights update during Adam only: L-BFGS needs a fixed objective.
 
     The problem's dtype is its parameters' and points' (``problem.to(torch.float64)``).
-    ``callback`` receives every logged record.
+    ``callback`` receives every logged record. Each call starts fresh optimizers, so calls can
+    alternate with changes to the problem, e.g. residual-based refinement of its collocation
+    points (:func:`~kutta.pde.pinn.refinement.refine_by_residual` shows the loop).
 
     Example:
         >>> from kutta.pde.pinn import DirichletBC, Interval, PINNProblem, mlp

@@ -14,6 +14,7 @@ import torch
 
 from kutta.errors import InvalidArgumentError
 from kutta.pde.pinn.problem import PINNProblem
+from kutta.pde.pinn.sampling import Seed
 
 
 @dataclasses.dataclass
@@ -58,7 +59,7 @@ def refine_by_residual(
     num_added: int,
     num_candidates: int = 10_000,
     method: str = "uniform",
-    seed: int = 0,
+    seed: Seed = 0,
     batch_size: int = 4096,
 ) -> Refinement:
     """Add to ``problem``'s collocation points the ``num_added`` of ``num_candidates`` points,
