@@ -1,5 +1,6 @@
 """periodic: Rubanova's toy data as stated, the observation masks, and a short run of all models."""
 
+import pytest
 import torch
 
 from kutta.experiments import run as runs
@@ -62,9 +63,15 @@ def test_short_run_reports_every_model_in_both_modes(tmp_path):
     assert records[-1]["nfe_forward"] > 0
 
 
-def _tiny_task(**solver):
+def _tiny_task(encoder="forward", **solver):
     config = PeriodicConfig(data=PeriodicData(num_series=4, num_points=12, observed=6))
-    config.model = PeriodicModel(latent_dim=2, encoder_hidden=4, dynamics_hidden=4, rnn_hidden=4)
+    config.model = PeriodicModel(
+        latent_dim=2,
+        encoder_hidden=4,
+        dynamics_hidden=4,
+        rnn_hidden=4,
+        extrapolation_encoder=encoder,
+    )
     if solver:
         # one solver throughout, the latent ODE's included
         config.solver = SolverConfig(**solver)
@@ -110,11 +117,16 @@ def test_latent_encoder_on_observed_points_equals_the_masked_grid():
     torch.testing.assert_close(compact.std, masked.std, rtol=1e-7, atol=1e-8)
 
 
-def test_extrapolating_latent_ode_starts_at_the_first_target_and_reads_only_the_first_half():
+@pytest.mark.parametrize("encoder", ["backward", "forward"])
+def test_extrapolating_latent_ode_starts_at_the_first_target_and_reads_only_the_first_half(
+    encoder,
+):
     # As in Rubanova et al.'s code, the latent ODE starts at the first time to predict (the
-    # start of the second half); the encoder reads the first half only, so values in the
-    # second half cannot change the predictions.
-    task = _tiny_task()
+    # start of the second half); the encoder, whichever way it runs, reads the first half
+    # only, so values in the second half cannot change the predictions.
+    task = _tiny_task(encoder=encoder)
+    assert task.model["extrapolation_latent"].encoder_direction == encoder
+    assert task.model["interpolation_latent"].encoder_direction == "backward"
     rows = torch.arange(4)
     seen = task.masks["extrapolation"][0]
     name = "extrapolation_latent"

@@ -311,3 +311,48 @@ def test_z0_placed_at_z0_time_without_carrying_the_encoding():
     assert torch.equal(placed.mean, at_first.mean) and torch.equal(placed.std, at_first.std)
     carried = make_model(z0_time=3.0).encode(batch)
     assert not torch.allclose(carried.mean, at_first.mean)
+
+
+@pytest.mark.parametrize("direction", ["backward", "forward"])
+def test_encoder_direction_is_the_ode_rnn_run_that_way(direction):
+    # The encoder is an ODE-RNN: its summary equals kutta.models.ODERNN's final state with the
+    # same cell and vector field, run backwards (Rubanova et al.) or forwards, and q(z0 | x)
+    # sits at the time where that run ends: each series' first or last (non-padding) time.
+    from kutta.models import ODERNN
+
+    model, batch = make_model(encoder_direction=direction), ragged_batch()
+    rnn = ODERNN(2, hidden_dim=5, method="rk4").double()
+    rnn.cell, rnn.func = model.encoder_cell, model.encoder_func
+    last = rnn(batch, reverse=direction == "backward").last
+    mean, raw_std = model.to_posterior(last).chunk(2, dim=-1)
+    posterior = model.encode(batch)
+    torch.testing.assert_close(posterior.mean, mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        posterior.std, torch.nn.functional.softplus(raw_std) + 1e-4, rtol=1e-12, atol=1e-12
+    )
+    ends = batch.times[torch.arange(3), batch.lengths - 1 if direction == "forward" else 0]
+    assert torch.equal(posterior.t0, ends)
+
+
+def test_forward_encoder_shapes_and_padding_invariance():
+    model, batch = make_model(encoder_direction="forward"), ragged_batch()
+    query = torch.linspace(1, 2, 5, dtype=torch.float64)
+    mean, std = model.predict(batch, query, n_samples=3)
+    assert mean.shape == std.shape == (3, 5, 2)
+    together = model.encode(batch)
+    for b in range(3):
+        alone = model.encode(single(batch, b))
+        torch.testing.assert_close(together.mean[b], alone.mean[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(together.std[b], alone.std[0], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(together.t0[b], alone.t0[0])
+    # forecasting from a common z0_time after the data: carried from each last observation
+    carried = make_model(encoder_direction="forward", z0_time=1.5).encode(batch)
+    assert carried.t0.tolist() == [1.5] * 3
+    assert not torch.allclose(carried.mean, together.mean)
+
+
+def test_unknown_encoder_direction_is_named():
+    from kutta.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="encoder_direction"):
+        LatentODE(2, encoder_direction="sideways")

@@ -1,9 +1,10 @@
 """Latent ODE (Rubanova et al. 2019): a VAE whose latent state follows an ODE.
 
 The encoder, an ODE-RNN run backwards in time, summarises a series into ``q(z0 | x)`` at the
-series' first observation time ``t0``; ``z(t)`` then solves ``dz/dt = f(t, z)`` and a decoder
-maps ``z(t)`` to the mean of a Gaussian observation model. Optionally, the observation times
-themselves are modelled as a Poisson process with intensity ``lambda(z(t))`` per channel.
+series' first observation time ``t0`` (or, run forwards for forecasting, at its last); ``z(t)``
+then solves ``dz/dt = f(t, z)`` and a decoder maps ``z(t)`` to the mean of a Gaussian
+observation model. Optionally, the observation times themselves are modelled as a Poisson
+process with intensity ``lambda(z(t))`` per channel.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from kutta.errors import InvalidArgumentError
+from kutta.errors import InvalidArgumentError, UnknownNameError
 from kutta.models._series import Series, as_series, reverse_series
 from kutta.models._solver import SolverOptions, evolve, evolve_through, make_solver_options
 from kutta.models.layers import AutonomousMLP
 from kutta.models.ode_rnn import _check_no_step_size, run_ode_rnn
 
+ENCODER_DIRECTIONS = ("backward", "forward")
+
 
 class Posterior(NamedTuple):
-    """``q(z0 | x) = N(mean, std^2)`` at time ``t0`` (each series' first observation time)."""
+    """``q(z0 | x) = N(mean, std^2)`` at time ``t0`` (each series' first observation time, its
+    last with a forward encoder, or the model's ``z0_time``)."""
 
     mean: torch.Tensor  # (B, L)
     std: torch.Tensor  # (B, L)
@@ -86,6 +90,12 @@ class LatentODE(nn.Module):
             off the summary at the first observation and place it at ``z0_time`` as it is
             (False: Rubanova et al.'s extrapolation, whose decoder starts at the first time to
             predict wherever the encoder ended; the posterior map then learns the shift).
+        encoder_direction: "backward" (Rubanova et al.): the encoder reads each series from its
+            last observation to its first, where its summary, and ``q(z0 | x)``, sits.
+            "forward": from first to last, the summary at the last observation. For
+            forecasting, where ``z0_time`` is after the observations: the summary is then
+            carried only from the last observation to ``z0_time``, not across the whole
+            observed window by the encoder's own ODE with no observation to correct it.
         union_grid: decode a batch on the union of its series' target times: one solve over
             that shared grid, from which each series reads its own times back (Rubanova et
             al.'s way), instead of following each series' own times. Same loss to solver
@@ -124,6 +134,7 @@ class LatentODE(nn.Module):
         encoder_func: nn.Module | None = None,
         posterior_hidden: int = 0,
         carry_to_z0_time: bool = True,
+        encoder_direction: str = "backward",
         *,
         method: str | None = "dopri5",
         rtol: float = 1e-3,
@@ -148,6 +159,9 @@ class LatentODE(nn.Module):
         self.time_normalizer = time_normalizer
         self.z0_time = None if z0_time is None else float(z0_time)
         self.carry_to_z0_time = carry_to_z0_time
+        if encoder_direction not in ENCODER_DIRECTIONS:
+            raise UnknownNameError("encoder_direction", encoder_direction, ENCODER_DIRECTIONS)
+        self.encoder_direction = encoder_direction
         self.encoder_cell = nn.GRUCell(2 * input_channels, encoder_hidden)
         self.encoder_func = (
             encoder_func
@@ -214,13 +228,14 @@ class LatentODE(nn.Module):
         return values if self.value_normalizer is None else self.value_normalizer.inverse(values)
 
     def encode(self, batch: Any) -> Posterior:
-        """``q(z0 | x)`` from the observed batch, at each series' first observation time or at
-        ``z0_time`` (``t0`` in model units)."""
+        """``q(z0 | x)`` from the observed batch, at each series' first observation time (last,
+        with the forward encoder) or at ``z0_time`` (``t0`` in model units)."""
         series = self._series(batch, "batch")
-        backwards = reverse_series(series)
+        backward = self.encoder_direction == "backward"
+        ordered = reverse_series(series) if backward else series
         h0 = series.values.new_zeros(series.values.shape[0], self.encoder_cell.hidden_size)
-        summary = run_ode_rnn(self.encoder_cell, self.encoder_func, backwards, h0, self.solver).last
-        t0 = series.first_time
+        summary = run_ode_rnn(self.encoder_cell, self.encoder_func, ordered, h0, self.solver).last
+        t0 = series.first_time if backward else series.last_time
         if self.z0_time is not None:
             # Carry the summary on to the common start time (Rubanova et al. run the encoder
             # over the whole grid down to its first time). No observation falls in this span,
