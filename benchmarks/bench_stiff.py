@@ -16,7 +16,9 @@ need ``df/dt``.
 
 ``kutta bdf compile`` is ``bdf`` with ``options={"compile": True}``: each step (prediction, Newton
 with the field inlined, error estimates, order and step choice), each Jacobian and each
-factorization is a ``torch.compile``-d graph. Its times are warm (the graphs compiled before
+factorization is a ``torch.compile``-d graph. ``kutta rodas5 compile`` is ``rodas5`` with
+``options={"compile": True}``: each step (Jacobian, factorization, the eight stages, error
+estimate and error norm) is one graph. Their times are warm (the graphs compiled before
 timing); the "first solve" column is the wall time of its first solve, compilation included,
 with an empty inductor cache (a fresh temporary ``TORCHINDUCTOR_CACHE_DIR`` per run, so that
 the number does not depend on earlier runs; ``--reuse-compile-cache`` keeps torch's default).
@@ -64,7 +66,7 @@ from kutta.controllers import PIController  # noqa: E402
 from kutta.solvers.implicit import IMPLICIT_METHODS  # noqa: E402
 
 RTOL = 1e-8
-KUTTA_METHODS = ("rodas5", "kvaerno5", "bdf", "bdf compile")
+KUTTA_METHODS = ("rodas5", "kvaerno5", "bdf", "bdf compile", "rodas5 compile")
 SCIPY_METHODS = ("Radau", "BDF", "LSODA")
 
 
@@ -180,10 +182,11 @@ def problem_atol(ref: np.ndarray) -> np.ndarray:
 def kutta_method(method: str):
     """The method with what a user knows of these problems: they are autonomous, so a Rosenbrock
     method need not difference ``f`` in ``t`` (two evaluations per step)."""
-    if method == "bdf compile":
-        return IMPLICIT_METHODS["bdf"](compile=True)
-    options = {"autonomous": True} if method in ("rodas5", "rosenbrock23") else {}
-    return IMPLICIT_METHODS[method](**options)
+    name, _, compiled = method.partition(" ")
+    options = {"compile": True} if compiled == "compile" else {}
+    if name in ("rodas5", "rosenbrock23"):
+        options["autonomous"] = True
+    return IMPLICIT_METHODS[name](**options)
 
 
 def kutta_run(method: str, f, y0, t_end: float, atol: np.ndarray):

@@ -105,6 +105,24 @@ def compile_step(
     return _CACHE[key]
 
 
+def skip_library_global_guards(entries: list) -> list[bool]:
+    """A ``guard_filter_fn`` for ``torch.compile``'s options: keeps every guard except those on
+    the globals of torch's and kutta's own modules (and builtins), which do not change while a
+    program runs. Dynamo evaluates its guards at every call; a step that traces
+    ``torch.func.jacrev`` carries hundreds of them on functorch internals, which cost a small
+    step as much as its arithmetic. Guards on the user's field (its code, closure and module
+    globals) and on the inputs stay.
+    """
+    library = ("G['__import_torch", "G['__import_kutta")
+    return [
+        not (
+            entry.is_global
+            and (not entry.name.startswith("G['__import_") or entry.name.startswith(library))
+        )
+        for entry in entries
+    ]
+
+
 def compiled_attempt(tableau: ButcherTableau, reverse: bool, grad_mode: GradMode) -> Callable:
     """The compiled step ``attempt(func, times, time_dtype, y, k0, tolerances)`` of a tableau.
 

@@ -27,7 +27,7 @@ import torch
 from ...controllers import weighted_error_norm
 from ...errors import InvalidArgumentError
 from ..base import StepResult, VectorField
-from ..compiled import CompileTarget, StepKind, _combine, compile_step
+from ..compiled import CompileTarget, StepKind, compile_step, skip_library_global_guards
 from .common import COMPILE_OPTIONS, ImplicitMethod, _make_compiled_jacobian
 from .linalg import (
     INVERSE_MAX_SIZE,
@@ -61,6 +61,19 @@ def _same_point(memo: _JacobianMemo | None, t: Any, y: torch.Tensor) -> bool:
         return False
     same_t = memo.t is t or (torch.equal(memo.t, t) if isinstance(t, torch.Tensor) else memo.t == t)
     return same_t and (memo.y is y or torch.equal(memo.y, y))
+
+
+def _compile_options() -> dict:
+    """The implicit steps' options, every ``torch.cat``/``torch.stack`` (a field's output, most
+    often) lowered into its consumers (inductor's default on CPU copies each input into a slice
+    of a buffer, and each slice costs a tensor handle per call: 64 per step on HIRES), and no
+    guards on library globals (:func:`~..compiled.skip_library_global_guards`). A new dict per
+    call: ``torch.compile`` pops ``guard_filter_fn`` from the one it is given."""
+    return {
+        **COMPILE_OPTIONS,
+        "force_pointwise_cat": True,
+        "guard_filter_fn": skip_library_global_guards,
+    }
 
 
 @dataclasses.dataclass(eq=False)
@@ -111,6 +124,12 @@ class Rosenbrock(ImplicitMethod):
         bound._memo = None
         bound._tolerances = None
         bound._compiled_fns = {}  # (time direction, Jacobian given) -> the compiled step
+        # The compiled step's coefficients [a | C | b | e | d] as one tensor: read from the
+        # tableau, each would be a constant that dynamo checks (a guard) at every call.
+        tab = self.tableau
+        columns = [tab.a, tab.C, [[v] for v in tab.b], [[v] for v in tab.e], [[v] for v in tab.d]]
+        rows = [sum((list(col[i]) for col in columns), []) for i in range(tab.stages)]
+        bound._step_coefficients = torch.tensor(rows, dtype=torch.float64, device=device)
         return bound
 
     def set_error_norm(self, rtol, atol, norm) -> None:
@@ -218,12 +237,13 @@ class Rosenbrock(ImplicitMethod):
             name = f"{tab.name}_step_{layout}{'_given_jacobian' if given else ''}"
             name += "_reverse" if target.reverse else ""
             make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
-            compiled = compile_step(key, name, make, options=COMPILE_OPTIONS)
+            compiled = compile_step(key, name, make, options=_compile_options())
             self._compiled_fns[(target.reverse, given)] = compiled
         y_new, err, k, f_last, jac, dfdt, error_norm = compiled(
             target.func,
             target.time_dtype,
             torch.tensor(times, dtype=torch.float64, device=y.device),
+            self._step_coefficients,
             y,
             f0,
             jac,
@@ -264,6 +284,7 @@ def _make_compiled_step(
 ):
     """The traceable step of :meth:`Rosenbrock._compiled_step` (shared mode, no gradients).
 
+    ``coefficients`` (float64) holds the tableau's ``[a | C | b | e | d]`` (rows: stages);
     ``times`` (float64) holds the stage times in the user's time, ``h``, ``h gamma``, ``1 / h``
     and, when the graph makes ``df/dt`` itself, the two difference times (user's time) and twice
     the difference step. ``jac`` and ``dfdt`` are inputs when ``given_jacobian``, else None and
@@ -276,7 +297,7 @@ def _make_compiled_step(
     s = tableau.stages
     jacobian = _make_compiled_jacobian(forward, reverse, layout)
 
-    def rosenbrock_step(func, time_dtype, times, y, f0, jac, dfdt, tolerances):
+    def rosenbrock_step(func, time_dtype, times, coefficients, y, f0, jac, dfdt, tolerances):
         shape, dtype = y.shape, y.dtype
 
         def field(time, z):
@@ -302,22 +323,33 @@ def _make_compiled_step(
                 return (factor * r.unsqueeze(-2)).sum(-1)  # fused, unlike a bmm
             return torch.linalg.lu_solve(factor, pivots, r.unsqueeze(-1)).squeeze(-1)
 
+        a, C, b, e, d = coefficients.to(dtype).split([s, s, 1, 1, 1], dim=1)
         stages: list[torch.Tensor] = []
         for i in range(s):
             rhs = fi
             if i > 0:
-                fi = field(times[i], y_b + _combine(tableau.a[i][:i], stages))
-                rhs = fi + inv_h * _combine(tableau.C[i][:i], stages)
-            if dfdt is not None and tableau.d[i] != 0.0:
-                rhs = rhs + (h * tableau.d[i]) * dfdt
+                fi = field(times[i], y_b + _weighted(a[i], stages))
+                rhs = fi + inv_h * _weighted(C[i], stages)
+            if dfdt is not None:
+                rhs = rhs + (h * d[i]) * dfdt
             stages.append(solve(hg * rhs))
-        y_new = (y_b + _combine(tableau.b, stages)).reshape(shape)
-        err = _combine(tableau.e, stages).nan_to_num(math.inf, math.inf, math.inf).reshape(shape)
+        y_new = (y_b + _weighted(b[:, 0], stages)).reshape(shape)
+        err = _weighted(e[:, 0], stages).nan_to_num(math.inf, math.inf, math.inf).reshape(shape)
         rtol, atol, norm = tolerances
         error_norm = weighted_error_norm(err, y, y_new, rtol, atol, norm)
         return y_new, err, torch.stack(stages), fi.reshape(shape), jac, dfdt, error_norm
 
     return rosenbrock_step
+
+
+def _weighted(weights: torch.Tensor, stages: list[torch.Tensor]) -> torch.Tensor:
+    """``sum_j weights[j] stages[j]`` as elementwise operations, which the compiler fuses into
+    their consumer (a stacked sum would be a reduction into a buffer of its own, and each
+    buffer of a small graph costs as much as its arithmetic)."""
+    total = weights[0] * stages[0]
+    for j in range(1, len(stages)):
+        total = total + weights[j] * stages[j]
+    return total
 
 
 def rodas5(**options: Any) -> Rosenbrock:

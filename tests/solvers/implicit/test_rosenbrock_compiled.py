@@ -1,0 +1,191 @@
+"""The optional torch.compile-d Rosenbrock step (``compile=True``) computes what the eager step
+computes, and falls back to the eager step where it does not apply.
+
+Compiling costs tens of seconds per field on CPU, so the compiled tests are few and marked slow.
+Reference values: the IVP Test Set for ODE and DAE solvers (F. Mazzia, C. Magherini,
+F. Iavernaro, University of Bari, release 2.3), copied from kutta's shared reference notes
+(stiff_problems.md), as in test_stiff_problems.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import kutta
+from kutta.controllers import PIController
+from kutta.solvers import compiled
+from kutta.solvers.implicit import rosenbrock
+from kutta.solvers.implicit.linalg import traced_inverse
+from kutta.solvers.implicit.rosenbrock import Rosenbrock
+from kutta.solvers.implicit.tableaus import RODAS5, ROSENBROCK23
+
+from .test_stiff_problems import PROBLEMS, significant_digits
+
+COUNTS = ("n_steps", "n_accepted", "n_rejected", "nfe")
+
+
+def solve(problem: str, t_eval=None, tableau=RODAS5, **options):
+    f, y0, end, ref = PROBLEMS[problem]
+    ref = torch.tensor(ref, dtype=torch.float64)
+    atol = torch.minimum(ref.abs() * 1e-10, torch.full_like(ref, 1e-10))
+    method = Rosenbrock(tableau, **options)
+    with torch.no_grad():
+        sol = kutta.solve(
+            f,
+            torch.tensor(y0, dtype=torch.float64),
+            t_eval=torch.tensor([0.0, end]) if t_eval is None else t_eval,
+            method=method,
+            controller=PIController(rtol=1e-8, atol=atol),
+            max_steps=100_000,
+        )
+    return sol, method.stats, ref
+
+
+def test_traced_inverse_pivots_and_marks_singular_blocks():
+    gen = torch.Generator().manual_seed(0)
+    for m in (1, 2, 3, 8):
+        a = torch.randn(4, m, m, dtype=torch.float64, generator=gen)
+        if m > 1:
+            a[:, 0, 0] = 0.0  # elimination without row swaps would divide by zero
+        torch.testing.assert_close(traced_inverse(a), torch.linalg.inv(a), rtol=1e-10, atol=1e-12)
+    singular = torch.tensor([[[1.0, 2.0], [2.0, 4.0]]], dtype=torch.float64)
+    assert not torch.isfinite(traced_inverse(singular)).all()
+
+
+def _stiff_cosine(t, y):
+    # t is 0-dim, or (B,) in per-sample mode
+    return 50.0 * (y - torch.cos(t).view(*t.shape, *[1] * (y.dim() - t.dim())))
+
+
+def _stiff_cosine_exact(t: float) -> float:
+    # y' = 50 (y - cos t): y = (2500 cos t - 50 sin t) / 2501 + c exp(50 t), with c chosen so that
+    # the homogeneous part is 1 at t = 1 (it decays backwards in time)
+    return (2500 * math.cos(t) - 50 * math.sin(t)) / 2501 + math.exp(50 * (t - 1))
+
+
+def _never_compiled(*args, **kwargs):
+    raise AssertionError("the compiled step ran")
+
+
+@pytest.mark.parametrize("mode", ["grad", "per_sample"])
+def test_grad_and_per_sample_modes_take_the_eager_step(mode, monkeypatch):
+    def solve_cosine(compile: bool):
+        y0 = torch.full((2, 1), _stiff_cosine_exact(1.0), dtype=torch.float64)
+        y0.requires_grad_(mode == "grad")
+        with torch.set_grad_enabled(mode == "grad"):
+            return _solve_cosine(y0, compile), y0
+
+    def _solve_cosine(y0, compile: bool):
+        return kutta.solve(
+            _stiff_cosine,
+            y0,
+            t_eval=torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64),
+            method=Rosenbrock(RODAS5, compile=compile),
+            controller=PIController(rtol=1e-6, atol=1e-9),
+            batch_mode="per_sample" if mode == "per_sample" else "shared",
+        )
+
+    eager, y0_eager = solve_cosine(compile=False)
+    monkeypatch.setattr(Rosenbrock, "_compiled_step", _never_compiled)
+    fallback, y0 = solve_cosine(compile=True)
+    assert torch.equal(fallback.ys, eager.ys)
+    for key in COUNTS:
+        assert torch.equal(torch.as_tensor(fallback.stats[key]), torch.as_tensor(eager.stats[key]))
+    assert abs(float(fallback.ys[-1, 0, 0].detach()) - _stiff_cosine_exact(0.0)) < 1e-5
+    if mode == "grad":
+        (grad,) = torch.autograd.grad(fallback.ys[-1].sum(), y0)
+        (grad_eager,) = torch.autograd.grad(eager.ys[-1].sum(), y0_eager)
+        torch.testing.assert_close(grad, grad_eager, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_compiled_rodas5_takes_the_eager_steps_and_dense_outputs_on_hires():
+    # not told autonomous: df/dt is differenced inside the graph, as the eager step does
+    t_eval = torch.linspace(0.0, PROBLEMS["hires"][2], 9, dtype=torch.float64)
+    eager, eager_stats, ref = solve("hires", t_eval=t_eval)
+    fast, fast_stats, _ = solve("hires", t_eval=t_eval, compile=True)
+    kinds = {key[0].name for key in compiled._CACHE if isinstance(key[0], compiled.StepKind)}
+    assert "rosenbrock" in kinds  # the graphs did run
+    assert eager.stats["n_rejected"] > 0  # the retry from the same point (Jacobian reused) ran
+    for key in COUNTS:
+        assert fast.stats[key] == eager.stats[key], key
+    assert fast_stats == eager_stats  # Jacobians and factorizations
+    # The same method with other round-off: the graph inverts M = I - h gamma J by its own
+    # Gauss-Jordan elimination (not LAPACK's), and the products are associated differently.
+    # The difference (round-off times the condition of M, over 991 steps) stays far below the
+    # tolerance, and the dense outputs at the inner times agree as closely.
+    torch.testing.assert_close(fast.ys, eager.ys, rtol=1e-8, atol=1e-15)
+    assert significant_digits(fast.ys[-1], ref) >= 6.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["rober", "orego", "vdpol"])
+def test_compiled_rodas5_reaches_six_and_a_half_digits_at_rtol_1e_8(problem):
+    # hires is checked above; the eager method's check is in test_stiff_problems.py
+    sol, stats, ref = solve(problem, compile=True, autonomous=True)
+    assert significant_digits(sol.ys[-1], ref) >= 6.5
+    assert stats["n_lu"] == sol.stats["n_steps"]
+    assert stats["n_jac"] == sol.stats["n_accepted"]  # a rejected step's retry reuses it
+
+
+@pytest.mark.slow
+def test_compiled_rosenbrock23_backward_in_time_matches_the_eager_step():
+    # FSAL (the state carries f), not autonomous, and solved from t = 1 back to t = 0 (stiff
+    # and stable in that direction)
+    def solve_cosine(compile: bool):
+        method = Rosenbrock(ROSENBROCK23, compile=compile)
+        with torch.no_grad():
+            sol = kutta.solve(
+                _stiff_cosine,
+                torch.tensor([_stiff_cosine_exact(1.0)], dtype=torch.float64),
+                t_eval=torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64),
+                method=method,
+                controller=PIController(rtol=1e-6, atol=1e-9),
+            )
+        return sol, method.stats
+
+    eager, eager_stats = solve_cosine(compile=False)
+    fast, fast_stats = solve_cosine(compile=True)
+    for key in COUNTS:
+        assert fast.stats[key] == eager.stats[key], key
+    assert fast_stats == eager_stats
+    torch.testing.assert_close(fast.ys, eager.ys, rtol=1e-12, atol=0)
+    exact = torch.tensor([_stiff_cosine_exact(t) for t in (1.0, 0.5, 0.0)], dtype=torch.float64)
+    torch.testing.assert_close(fast.ys[:, 0], exact, rtol=1e-4, atol=0)
+
+
+@pytest.mark.slow
+def test_compiled_step_with_a_user_jacobian_matches_the_eager_step(monkeypatch):
+    def orego_jac(t, y):
+        y1, y2, _ = y.unbind(-1)
+        zero, one = torch.zeros_like(y1), torch.ones_like(y1)
+        return torch.stack(
+            [
+                torch.stack([77.27 * (1 - 2 * 8.375e-6 * y1 - y2), 77.27 * (1 - y1), zero]),
+                torch.stack([-y2 / 77.27, -(1 + y1) / 77.27, one / 77.27]),
+                torch.stack([0.161 * one, zero, -0.161 * one]),
+            ]
+        )
+
+    t_eval = torch.tensor([0.0, 50.0], dtype=torch.float64)
+    eager, eager_stats, _ = solve("orego", t_eval=t_eval, autonomous=True, jac=orego_jac)
+    names = []
+    real_compile_step = rosenbrock.compile_step
+
+    def recording_compile_step(key, name, *args, **kwargs):
+        names.append(name)
+        return real_compile_step(key, name, *args, **kwargs)
+
+    monkeypatch.setattr(rosenbrock, "compile_step", recording_compile_step)
+    fast, fast_stats, _ = solve(
+        "orego", t_eval=t_eval, autonomous=True, jac=orego_jac, compile=True
+    )
+    for key in COUNTS:
+        assert fast.stats[key] == eager.stats[key], key
+    assert fast_stats == eager_stats
+    torch.testing.assert_close(fast.ys, eager.ys, rtol=1e-8, atol=0)
+    # every step ran the graph that takes the (user's) Jacobian as input
+    assert names and all(name.endswith("_given_jacobian") for name in names)
