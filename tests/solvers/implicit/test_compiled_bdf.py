@@ -152,3 +152,61 @@ def test_independent_blocks_and_newton_failures_match_the_eager_step():
         assert abs(fast.stats[key] - eager.stats[key]) <= 0.02 * eager.stats[key], key
     assert abs(fast_stats["n_newton_failures"] - eager_stats["n_newton_failures"]) <= 2
     torch.testing.assert_close(fast.ys, eager.ys, rtol=1e-5, atol=1e-7)
+
+
+def _forced_relaxation(t, y):
+    # y' = -50 (y - g(t)), g switching from 1 to -1 at t = 0.5: stiff, with a jump in f
+    target = torch.where(torch.as_tensor(t) < 0.5, 1.0, -1.0).to(y.dtype)
+    return -50.0 * (y - target)
+
+
+def test_jumps_and_dense_outputs_match_the_eager_step():
+    # Around a jump the loop wraps the field (no compile target), so the eager step continues
+    # from the compiled step's packed state and restarts the history at order 1; the outputs
+    # inside steps interpolate the compiled step's history.
+    y0 = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    t_eval = torch.linspace(0.0, 1.0, 41, dtype=torch.float64)
+    runs = []
+    for compile in (False, True):
+        method = BDF(compile=compile)
+        with torch.no_grad():
+            sol = kutta.solve(
+                _forced_relaxation, y0, t_eval, method=method, jump_t=[0.5],
+                controller=PIController(rtol=1e-8, atol=1e-10),
+            )  # fmt: skip
+        runs.append((sol, method.stats))
+    (eager, eager_stats), (fast, fast_stats) = runs
+    # the eager and compiled steps keep factorization memos of their own, so crossing from
+    # one to the other around the jump may factor once more
+    assert abs(fast_stats.pop("n_lu") - eager_stats.pop("n_lu")) <= 2
+    assert fast_stats == eager_stats
+    assert fast.stats["n_steps"] == eager.stats["n_steps"]
+    torch.testing.assert_close(fast.ys, eager.ys, rtol=1e-10, atol=1e-12)
+    # exact: y = g + (y(t_j) - g) exp(-50 (t - t_j)) on each side of the jump
+    y_half = 1.0 + (y0 - 1.0) * math.exp(-25.0)
+    exact_end = -1.0 + (y_half + 1.0) * math.exp(-25.0)
+    torch.testing.assert_close(fast.ys[-1], exact_end, rtol=1e-6, atol=1e-8)
+
+
+def test_each_block_size_gets_a_static_graph_of_its_own():
+    # Graphs of one compiled function that differ in a size are recompiled with that size
+    # symbolic (slower); a solve of another size must not recompile the first size's graph.
+    def decay(t, y):
+        return -torch.arange(1, y.shape[-1] + 1, dtype=y.dtype) * 100.0 * y
+
+    def run(n):
+        with torch.no_grad():
+            return kutta.odeint(
+                decay, torch.ones(n, dtype=torch.float64), torch.tensor([0.0, 0.1]),
+                method="bdf", rtol=1e-8, atol=1e-10, options={"compile": True},
+            )  # fmt: skip
+
+    for n in (2, 5):
+        out = run(n)
+        exact = torch.exp(-100.0 * 0.1 * torch.arange(1, n + 1, dtype=torch.float64))
+        torch.testing.assert_close(out[-1], exact, rtol=1e-5, atol=1e-9)
+    with torch.compiler.set_stance("fail_on_recompile"):
+        run(2)
+        run(5)
+    sizes = {key[0].constants[-1] for key in compiled._CACHE if key[0].name == "bdf"}
+    assert {2, 5} <= sizes

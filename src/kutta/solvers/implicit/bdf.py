@@ -80,8 +80,34 @@ class _Attempt(NamedTuple):
 
 class BDFDense(NamedTuple):
     D: torch.Tensor  # (B, rows, n), after the step
-    order: torch.Tensor  # (B,)
+    order: torch.Tensor  # (B,), or a compiled step's (B, 4) block columns (order first)
     shape: torch.Size
+
+
+class _CompiledState(NamedTuple):
+    """The state between compiled steps: the per-block order, steps at that order, stale flag
+    and remembered rate packed as the float64 columns of ``blocks`` (B, 4), so that the graph
+    takes and returns one tensor for them (each graph input and output costs host time)."""
+
+    D: torch.Tensor
+    blocks: torch.Tensor
+    h_of_D: float
+    jac: torch.Tensor
+
+
+def _packed(state) -> _CompiledState:
+    D, order, h_of_D, steps, jac, stale, crate = state
+    columns = (order, steps, stale, crate)
+    return _CompiledState(D, torch.stack([c.to(torch.float64) for c in columns], 1), h_of_D, jac)
+
+
+def _unpacked(state) -> tuple:
+    """The state of :meth:`BDF.init` (what the eager step takes) from either form."""
+    if not isinstance(state, _CompiledState):
+        return state
+    D, blocks, h_of_D, jac = state
+    order, steps, stale, crate = blocks.unbind(1)
+    return (D, order.long(), h_of_D, steps.long(), jac, stale > 0, crate.to(D.dtype))
 
 
 def _rescale_matrix(
@@ -212,13 +238,13 @@ class BDF(ImplicitMethod):
         bound = super().bind(dtype, device)
         gamma, alpha, error_const = _coefficients(self.ndf)
         bound._lu_memo = bound._host_lu_memo = None
-        bound._compiled_fns = {}  # time direction -> the compiled step, once looked up
+        bound._compiled_fns = {}  # (time direction, block size) -> the compiled step
         bound._tolerances = None
         bound._compilable = False  # set_error_norm decides
-        bound._known = {}
+        bound._known = None
         # The graph's float64 ``times`` input, refilled in place each step through a numpy view
         # (a new tensor from four host floats costs more than the whole step's host work)
-        bound._times_host = torch.zeros(4, dtype=torch.float64)
+        bound._times_host = torch.zeros(5, dtype=torch.float64)
         bound._times_values = bound._times_host.numpy()
         # Everything a step needs of its order k is gathered by one indexing of these tables
         # (the step's cost is kernel dispatch, not arithmetic). Row k of ``order_table``:
@@ -294,7 +320,7 @@ class BDF(ImplicitMethod):
         return (D, order, h_of_D, steps_at_order, jac, stale, crate)
 
     def reset_after_discontinuity(self, state: Any) -> Any:
-        D, order, h_of_D, steps, jac, stale, crate = state
+        D, order, h_of_D, steps, jac, stale, crate = _unpacked(state)
         # Restart at order 1 from the current state (D[1] is re-derived from f on the next step).
         D = D.clone()
         D[:, 2:] = 0
@@ -314,7 +340,7 @@ class BDF(ImplicitMethod):
             if target is not None:
                 return self._compiled_step(target, f, t, y, h, state)
         shape = y.shape
-        D, order, h_of_D, steps_at_order, jac, stale, crate = state
+        D, order, h_of_D, steps_at_order, jac, stale, crate = _unpacked(state)
         per_sample = isinstance(h, torch.Tensor)
         h_blocks = h[:, 0] if per_sample else h  # (B,) or a float
         if per_sample:
@@ -375,19 +401,24 @@ class BDF(ImplicitMethod):
     def _compiled_step(self, target: CompileTarget, f, t, y, h, state) -> StepResult:
         """:meth:`step` with the prediction, Newton, error estimates and the order and step
         choice in one graph; the host reads back one small tensor per attempt."""
-        D, order, h_of_D, steps_at_order, jac, stale, crate = state
+        if not isinstance(state, _CompiledState):  # a solve's first step, or after an eager one
+            state = _packed(state)
+        D, blocks, h_of_D, jac = state
+        # host copies of the blocks' orders and whether any is stale, which would otherwise be
+        # read back (by identity: a rejected step's next attempt starts from the older state)
+        known = self._known if self._known is not None and self._known[0] is blocks else None
+        if known is None:
+            known = (blocks, bool((blocks[:, 2] > 0).any()), blocks[:, 0].tolist())
         fresh = None
-        known = self._known.get(id(stale))
-        if known[1] if known is not None and known[0] is stale else bool(stale.any()):
-            jac, fresh = self._compiled_refresh(target, f, t, y, jac, stale), stale
-        known = self._known.get(id(order))
-        orders = known[1] if known is not None and known[0] is order else order.tolist()
+        if known[1]:
+            fresh = blocks[:, 2] > 0
+            jac = self._compiled_refresh(target, f, t, y, jac, fresh)
+        orders = known[2]
         user_time = -(t + h) if target.reverse else t + h
         # the ratio and a flag for rescaling the history: always computed in the graph, where
         # it costs less than a separate eager rescaling costs the steps that need one
-        self._times_values[:] = (user_time, h, h / h_of_D, float(h != h_of_D))
-        times = self._times_host if y.device.type == "cpu" else self._times_host.to(y.device)
-        args = (target, times, y, D, order, steps_at_order, crate, h, orders)
+        self._times_values[:4] = (user_time, h, h / h_of_D, float(h != h_of_D))
+        args = (target, y, D, blocks, h, orders)
         out, summary = self._compiled_attempt(jac, *args)
         n_blocks = D.shape[0]
         if summary[0] != 1.0:
@@ -398,38 +429,46 @@ class BDF(ImplicitMethod):
                 out, summary = self._compiled_attempt(jac, *args)
             if summary[0] != 1.0:
                 self.stats["n_newton_failures"] += 1
-        y_new, err, D_new, order_new, steps_new, next_stale, crate_new = out[:7]
-        # host copies of the new state's flags and orders, which the next step would otherwise
-        # read back (by identity: a rejected step's next attempt starts from the older state)
-        self._known = {
-            id(next_stale): (next_stale, summary[1] == 1.0),
-            id(order_new): (order_new, summary[5 : 5 + n_blocks]),
-        }
-        new_state = (D_new, order_new, h, steps_new, jac, next_stale, crate_new)
-        dense = BDFDense(D_new, order, y.shape)
+        y_new, err, D_new, blocks_new, _ = out
+        self._known = (blocks_new, summary[1] == 1.0, summary[5 : 5 + n_blocks])
+        dense = BDFDense(D_new, blocks, y.shape)
+        new_state = _CompiledState(D_new, blocks_new, h, jac)
         return StepResult(y_new, err, dense, new_state, summary[2], error_norm=summary[3])
 
-    def _compiled_attempt(self, jac, target, times, y, D, order, steps, crate, h, orders):
+    def _compiled_attempt(self, jac, target, y, D, blocks, h, orders):
         """One run of the compiled step with the factorization for ``jac``; returns its
         outputs and the host copy of its summary."""
-        compiled = self._compiled_fns.get(target.reverse)
+        n = D.shape[2]
+        compiled = self._compiled_fns.get((target.reverse, n))
         if compiled is None:
             constants = (self.max_order, self.newton_tol, self.max_iters, self.jacobian_rate)
-            key = (StepKind("bdf", constants), target.reverse, self._layout_name)
-            name = f"bdf_step_{self._layout_name}{'_reverse' if target.reverse else ''}"
-            make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
+            layout = self._layout_name
+            # A function per block size: graphs of one function that differ in a size are
+            # recompiled with that size symbolic, which made OREGO's steps after a HIRES solve
+            # a quarter slower than with all sizes known (a changed batch size still
+            # recompiles once to a symbolic batch dimension).
+            key = (StepKind("bdf", (*constants, n)), target.reverse, layout)
+            name = f"bdf_step_{layout}_n{n}{'_reverse' if target.reverse else ''}"
+            make = lambda: _make_compiled_step(*constants, target.reverse, layout)  # noqa: E731
             compiled = compile_step(key, name, make, options=_STEP_COMPILE_OPTIONS)
-            self._compiled_fns[target.reverse] = compiled
-        lu, new_matrix = self._host_factorization(jac, h, order, orders, times)
+            self._compiled_fns[(target.reverse, n)] = compiled
+        # ``c`` is a function of ``h`` and the orders (which compare equal as ints or floats):
+        # a held step finds its factorization without reading anything back
+        memo = self._host_lu_memo
+        new_matrix = memo is None or memo[0] is not jac or memo[1] != (h, orders)
+        self._times_values[4] = float(new_matrix)  # the graph forgets Newton's rate
+        times = self._times_host if y.device.type == "cpu" else self._times_host.to(y.device)
+        if new_matrix:
+            lu = self._compiled_factorization(jac, blocks, times)
+            self._host_lu_memo = memo = (jac, (h, orders), lu)
+        lu = memo[2]
         out = compiled(
             target.func,
             target.time_dtype,
             times,
             y,
             D,
-            order,
-            steps,
-            torch.ones_like(crate) if new_matrix else crate,
+            blocks,
             lu.factor,
             lu.pivots,
             lu.ok,
@@ -448,24 +487,17 @@ class BDF(ImplicitMethod):
         D = torch.bmm(_rescale_matrix(torch.full_like(D[:, 0, 0], ratio), order), D)
         return D, torch.zeros_like(steps_at_order)
 
-    def _host_factorization(
-        self, jac, h: float, order, orders, times
-    ) -> tuple[Factorization, bool]:
-        """:meth:`_factorization` keyed on host values (``c`` is a function of ``h`` and the
-        orders, which compare equal as ints or floats), so that a held step reads nothing back
-        to find its factorization."""
-        memo = self._host_lu_memo
-        if memo is not None and memo[0] is jac and memo[1] == (h, orders):
-            return memo[2], False
-        factorize = self._compiled_fns.get("factorize")
-        if factorize is None:
-            key = (StepKind("bdf_factorization"), False, self._layout_name)
-            factorize = compile_step(key, "bdf_factorization", lambda: _factorize, COMPILE_OPTIONS)
-            self._compiled_fns["factorize"] = factorize
-        lu = Factorization.of(*factorize(jac, self._tables, order, times))
+    def _compiled_factorization(self, jac, blocks, times) -> Factorization:
+        """The factorization of ``I - c J`` for the orders in ``blocks``, from a compiled graph."""
+        n = jac.shape[-1]
+        factorize = self._compiled_fns.get(("factorize", n))
+        if factorize is None:  # one function per block size, as the step's
+            key = (StepKind("bdf_factorization", (n,)), False, self._layout_name)
+            name = f"bdf_factorization_n{n}"
+            factorize = compile_step(key, name, lambda: _factorize, COMPILE_OPTIONS)
+            self._compiled_fns[("factorize", n)] = factorize
         self.stats["n_lu"] += 1
-        self._host_lu_memo = (jac, (h, orders), lu)
-        return lu, True
+        return Factorization.of(*factorize(jac, self._tables, blocks, times))
 
     def _compiled_refresh(self, target, f, t, y, jac, which: torch.Tensor) -> torch.Tensor:
         if self.jac is not None:
@@ -525,6 +557,8 @@ class BDF(ImplicitMethod):
 
     def interpolate(self, dense: BDFDense, theta: Any) -> torch.Tensor:
         D, order, shape = dense
+        if order.dim() == 2:  # a compiled step's packed block columns
+            order = order[:, 0]
         n_blocks = D.shape[0]
         th = (
             theta[:, 0]
@@ -540,10 +574,10 @@ class BDF(ImplicitMethod):
         return y.reshape(shape)
 
 
-def _factorize(jac, tables, order, times):
+def _factorize(jac, tables, blocks, times):
     """The factors of ``I - c J``, ``c = h / alpha_k``, and which blocks are usable, for
-    :meth:`BDF._host_factorization` to compile."""
-    c = tables[order][:, :1] * times[1].to(jac.dtype)
+    :meth:`BDF._compiled_factorization` to compile."""
+    c = tables[blocks[:, 0].long()][:, :1] * times[1].to(jac.dtype)
     factor, pivots, info = factor_blocks(newton_matrix(jac, c))
     return factor, pivots, blocks_ok(factor, info)
 
@@ -563,19 +597,24 @@ def _make_compiled_step(
     changed; Newton runs ``max_iters`` iterations with finished blocks frozen
     (:func:`~.newton.newton_fixed`); the order's coefficients come from the padded tables, so
     one graph serves all orders. ``times`` (float64) holds the user's time of ``t + h``,
-    ``h``, ``h / h_of_D`` and the rescale flag. The factorization of ``I - c J`` comes from
-    outside (the explicit inverse, or LU factors with ``pivots``).
+    ``h``, ``h / h_of_D``, the rescale flag and whether the Newton matrix is new (which resets
+    the remembered rate). ``blocks`` are the packed columns of :class:`_CompiledState`. The
+    factorization of ``I - c J`` comes from outside (the explicit inverse, or LU factors with
+    ``pivots``).
 
-    Returns ``y_new, error, D_new, order_new, steps_new, next_stale, crate`` and a float64
-    summary for the host: all converged, any stale, the next step size, the loop's error norm,
-    Newton's iterations, then the new order of each block and whether its Newton converged.
+    Returns ``y_new, error, D_new, blocks_new`` and a float64 summary for the host: all
+    converged, any stale, the next step size, the loop's error norm, Newton's iterations, then
+    the new order of each block and whether its Newton converged.
     """
 
     def bdf_step(
-        func, time_dtype, times, y, D, order, steps, crate, factor, pivots, lu_ok, tables,
-        error_tols, tolerances,
+        func, time_dtype, times, y, D, blocks, factor, pivots, lu_ok, tables, error_tols,
+        tolerances,
     ):  # fmt: skip
         shape, dtype = y.shape, y.dtype
+        order, steps = blocks[:, 0].long(), blocks[:, 1].long()
+        # CVODE's rate memory, forgotten with a new Newton matrix (as the eager step)
+        crate = torch.where(times[4] > 0, 1.0, blocks[:, 3]).to(dtype)
         n = D.shape[2]
         h = times[1].to(dtype)
         resize = times[3] > 0
@@ -632,7 +671,9 @@ def _make_compiled_step(
         summary = torch.cat(
             [torch.stack([v.double() for v in scalars]), order_new.double(), converged.double()]
         )
-        return y_new, err, D_new, order_new, steps_new, next_stale, crate, summary
+        columns = (order_new, steps_new, next_stale, crate)
+        blocks_new = torch.stack([c.to(torch.float64) for c in columns], 1)
+        return y_new, err, D_new, blocks_new, summary
 
     return bdf_step
 
