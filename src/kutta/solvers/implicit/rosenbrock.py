@@ -226,7 +226,7 @@ class Rosenbrock(ImplicitMethod):
         sign = -1.0 if target.reverse else 1.0
         # host floats rounded as the eager step rounds them: the stage times, h, h gamma, 1 / h,
         # then df/dt's difference times and twice its time step
-        times = [sign * self._stage_time(t, c, h) for c in tab.c] + [h, h * tab.gamma, 1 / h]
+        times = [sign * (t + c * h) for c in tab.c] + [h, h * tab.gamma, 1 / h]
         if not (given or self.autonomous):
             dt = torch.finfo(y.dtype).eps ** (1 / 3) * max(abs(t), 1.0)
             times += [sign * (t + dt), sign * (t - dt), 2 * dt]
