@@ -1,5 +1,6 @@
-"""Optional ``torch.compile``-d steps (shared batch mode): explicit Runge–Kutta here, BDF in
-:mod:`kutta.solvers.implicit.bdf`, both through :func:`compile_step`.
+"""Optional ``torch.compile``-d steps (shared batch mode): explicit Runge–Kutta here, BDF and
+Rosenbrock in :mod:`kutta.solvers.implicit.bdf` and :mod:`kutta.solvers.implicit.rosenbrock`,
+all through :func:`compile_step`.
 
 Why: for small states a solve is dominated by per-operation dispatch, not arithmetic. Compiled,
 one step (every stage's field call, the stage combinations and the error estimate) becomes one
