@@ -7,13 +7,18 @@ through the Jacobian itself (autograd Jacobians are differentiable), which is ex
 backpropagation through the discrete solution.
 
 With ``compile=True`` a shared-mode step without gradients is one ``torch.compile``-d graph
-(:func:`_make_compiled_step`): the Jacobian (``torch.func`` of the user's field, inlined),
-``df/dt``, the factorization of ``M``, every stage, the solution, the error estimate and the
+(:func:`_make_compiled_step`): ``f(t, y)``, the Jacobian (``torch.func`` of the user's field,
+inlined), ``df/dt``, the inverse of a small ``M`` (:func:`~.linalg.traced_inverse`, fused; LU
+for blocks above ``INVERSE_MAX_SIZE``), every stage, the solution, the error estimate and the
 loop's error norm, so that the loop reads back one number per step. A rejected step retries
 from the same point with the Jacobian it already has (as the eager step does), in a second
 graph that takes the Jacobian as input; so does every step when the user gives ``jac``
-(evaluated eagerly). Per-sample mode, grad mode and fields the graph cannot trace (tuple
-states, the adjoint's augmented field) take the eager step, which computes the same thing.
+(evaluated eagerly). The counts (``nfe``, ``n_jac``, ``n_lu``) are the eager step's, and the
+results agree with it to round-off (the inverse is another algorithm than LAPACK's). Steps the
+graph does not take run eagerly: the first step of a non-FSAL method (its state is the loop's
+``f(t0, y0)``), per-sample mode, grad mode (any solve with ``torch.is_grad_enabled()``: run
+inference under ``torch.no_grad()``), and fields the graph cannot trace (tuple states, the
+adjoint's augmented field).
 """
 
 from __future__ import annotations
