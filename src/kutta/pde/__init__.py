@@ -1,9 +1,12 @@
 """Partial differential equations: neural operators, physics-informed networks, and the classical
 solvers that make their training data and reference solutions.
 
-- :mod:`kutta.pde.fno`: Fourier neural operators (Li et al. 2021), ``FNO1d`` / ``FNO2d``.
-- :mod:`kutta.pde.pinn`: physics-informed neural networks (domains, autograd derivatives,
-  boundary/initial conditions, loss weighting, trainable coefficients, Adam then L-BFGS).
+- :mod:`kutta.pde.fno`: Fourier neural operators (Li et al. 2021), ``FNO1d`` / ``FNO2d``, with
+  domain padding for non-periodic data.
+- :mod:`kutta.pde.pinn`: physics-informed neural networks (boxes, balls, polygons and their
+  unions/intersections/differences, autograd derivatives, boundary/initial conditions, hard
+  constraints by an output transform, loss weighting, trainable coefficients, Adam then L-BFGS,
+  residual-based adaptive refinement).
 - Classical solvers and data: Gaussian random fields (:mod:`~kutta.pde.grf`), pseudo-spectral
   viscous Burgers (:mod:`~kutta.pde.burgers`) and its exact Cole–Hopf solution
   (:mod:`~kutta.pde.burgers_exact`), finite-difference Darcy flow (:mod:`~kutta.pde.darcy`).
