@@ -1,6 +1,8 @@
 """Brownian motion: distribution of increments, independence, consistency, reproducibility."""
 
+import gc
 import math
+import weakref
 
 import pytest
 import torch
@@ -191,3 +193,55 @@ def test_sequential_increments_equal_recorded_values(dt):
         assert torch.equal(steps[k], expected)
     # Tensor times and float times name the same points.
     assert torch.equal(bm(torch.tensor(0.57, dtype=torch.float64), 0.58), steps[57])
+
+
+# Recorded from commit 26fa069 (before the tree lost its parent links), float64, entropy 11:
+# steps 0, 6, 57 and 99 of 100 sequential queries on a grid accumulated as t + 0.01 (as sdeint's
+# step grid is: its times differ from the tree's dt grid by round-off, so they snap to it).
+_RECORDED_ACCUMULATED_STEPS = {
+    0.01: [
+        ["0x1.e0629bdb8a861p-7", "-0x1.34f474446986fp-5"],
+        ["-0x1.601a520d3a541p-8", "-0x1.af485c294c951p-5"],
+        ["-0x1.f32b3ff9bd2dap-6", "-0x1.f21f558437716p-5"],
+        ["-0x1.49ca31f983904p-5", "-0x1.0951bdc49ef16p-5"],
+    ],
+    None: [
+        ["0x1.d40c7f849c879p-7", "-0x1.3d9a51d8fba22p-5"],
+        ["-0x1.b7783af25a663p-3", "-0x1.b5368d083d6edp-5"],
+        ["-0x1.15c4e0044958fp-5", "-0x1.2d36aee2cec60p-3"],
+        ["-0x1.48ce52405a4dfp-4", "-0x1.1b79a3cf3d276p-5"],
+    ],
+}
+
+
+@pytest.mark.parametrize("dt", [0.01, None])
+def test_accumulated_grid_increments_equal_recorded_values_forwards_and_backwards(dt):
+    bm = BrownianInterval(0.0, 1.0, size=(2,), dtype=torch.float64, entropy=11, dt=dt)
+    grid = [0.0]
+    for _ in range(100):
+        grid.append(grid[-1] + 0.01)
+    intervals = list(zip(grid[:-1], grid[1:]))
+    steps = [bm(a, b) for a, b in intervals]
+    for k, recorded in zip((0, 6, 57, 99), _RECORDED_ACCUMULATED_STEPS[dt]):
+        expected = torch.tensor([float.fromhex(x) for x in recorded], dtype=torch.float64)
+        assert torch.equal(steps[k], expected)
+    # Later queries of the same times (an adjoint's backward walk, after more splits) agree.
+    bm(0.123, 0.777)
+    for (a, b), step in reversed(list(zip(intervals, steps))):
+        assert torch.equal(bm(a, b), step)
+
+
+def test_dropped_brownian_interval_frees_its_values_without_the_cycle_collector():
+    # The tree has no parent links, so dropping the motion releases its cached values at once
+    # (on CUDA: device memory), not at some later garbage collection.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        bm = BrownianInterval(0.0, 1.0, size=(3, 2), entropy=0, dt=0.1)
+        increments = [weakref.ref(bm(k / 10, (k + 1) / 10)) for k in range(10)]
+        assert all(ref() is not None for ref in increments)  # held by the cache
+        del bm
+        assert all(ref() is None for ref in increments)
+    finally:
+        if gc_was_enabled:
+            gc.enable()

@@ -109,18 +109,18 @@ class BaseBrownian(abc.ABC):
 class _Node:
     """One interval [start, end] of the tree; ``w``/``h`` hold its values while they are cached."""
 
-    __slots__ = ("start", "end", "parent", "left", "right", "seed", "w", "h")
+    __slots__ = ("start", "end", "left", "right", "seed", "w", "h")
 
-    def __init__(self, start: float, end: float, parent: _Node | None, seed: int):
-        self.start, self.end, self.parent, self.seed = start, end, parent, seed
+    def __init__(self, start: float, end: float, seed: int):
+        self.start, self.end, self.seed = start, end, seed
         self.left: _Node | None = None
         self.right: _Node | None = None
         self.w: torch.Tensor | None = None
         self.h: torch.Tensor | None = None
 
     def split(self, at: float) -> None:
-        self.left = _Node(self.start, at, self, _mix(2 * self.seed + 1))
-        self.right = _Node(at, self.end, self, _mix(2 * self.seed + 2))
+        self.left = _Node(self.start, at, _mix(2 * self.seed + 1))
+        self.right = _Node(at, self.end, _mix(2 * self.seed + 2))
 
 
 class BrownianInterval(BaseBrownian):
@@ -217,7 +217,7 @@ class BrownianInterval(BaseBrownian):
         )
         self._generator = torch.Generator(device=self._device)
 
-        self._root = _Node(start, end, None, _mix(self._entropy))
+        self._root = _Node(start, end, _mix(self._entropy))
         # Every endpoint of a tree interval: a query at one of them (as every sequential step's
         # start is) needs no descent.
         self._points = {start, end}
@@ -442,7 +442,7 @@ class BrownianInterval(BaseBrownian):
         uncached = []
         ancestors = self._ancestors
         while node.left is not None:
-            mid = node.left.end
+            parent, mid = node, node.left.end
             if tb <= mid:
                 node = node.left
             elif ta >= mid:
@@ -457,10 +457,10 @@ class BrownianInterval(BaseBrownian):
                 w, h = node.w, node.h
                 uncached.clear()
             else:
-                uncached.append(node)
-        for child in uncached:
-            w_l, h_l, w_r, h_r = self._children_values(child.parent, w, h)
-            w, h = (w_l, h_l) if child is child.parent.left else (w_r, h_r)
+                uncached.append((parent, node))
+        for parent, child in uncached:
+            w_l, h_l, w_r, h_r = self._children_values(parent, w, h)
+            w, h = (w_l, h_l) if child is parent.left else (w_r, h_r)
             self._promote(child)
         return node, w, h
 
