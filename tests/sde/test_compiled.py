@@ -108,6 +108,7 @@ def test_compiled_euler_chunks_equal_single_compiled_steps(monkeypatch):
     # Without autograd, fixed compiled Euler steps run EULER_CHUNK per graph; each unrolled step
     # does a single compiled step's arithmetic on the same increments: equal bit for bit.
     sde = MLPSDE()
+    monkeypatch.setattr(ksde.methods, "EULER_CHUNK", 4)  # small graphs, quick to compile
     ts = [0.0, 0.3, 0.55, 1.0]  # 6, 5 and 9 steps of 0.05: chunks and remainders
     options = {"compile": True}
     compiled._COMPILED.clear()

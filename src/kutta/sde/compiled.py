@@ -155,9 +155,11 @@ def euler_step(target: SDETarget, t0: float, t1: float, y: torch.Tensor, dw: tor
 
 
 # Euler–Maruyama steps per compiled graph in a fixed-step solve. Each graph call has a fixed cost
-# (guards, wrappers, output allocation: ~10% of a step of bench_sde's neural SDE) that a chunk
-# pays once; compile time grows with the chunk (one unrolled step per step).
-EULER_CHUNK = 8
+# (guards, wrappers, output allocation) that a chunk pays once; compile time grows with the chunk
+# (one unrolled step per step). bench_sde's compiled Euler solve: 16 steps a graph take 3-10% less
+# CPU time than 8 (interleaved in one process), for about 50% more tracing and lowering time in
+# the first solve (the C++ kernels are the same few either way).
+EULER_CHUNK = 16
 
 
 def _euler_steps(sde, diagonal, times, steps, y, increments):
