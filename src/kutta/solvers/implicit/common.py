@@ -110,8 +110,10 @@ class ImplicitMethod(Method):
         self.stats["n_jac"] += 1
         target.counter.calls += 1  # as the eager Jacobian: one (vectorized) evaluation
         forward = self.jacobian == "fwd"
-        key = (StepKind("block_jacobian", (forward,)), target.reverse, layout)
-        name = f"block_jacobian_{layout}{'_fwd' if forward else ''}"
+        n = to_blocks(y, layout).shape[-1]
+        # one function per block size, as the compiled steps (see bdf's)
+        key = (StepKind("block_jacobian", (forward, n)), target.reverse, layout)
+        name = f"block_jacobian_{layout}_n{n}{'_fwd' if forward else ''}"
         name += "_reverse" if target.reverse else ""
         make = lambda: _make_compiled_jacobian(forward, *key[1:])  # noqa: E731
         compiled = compile_step(key, name, make, options=COMPILE_OPTIONS)

@@ -128,7 +128,7 @@ class Rosenbrock(ImplicitMethod):
         bound._coeffs = self.tableau.to(dtype, device)
         bound._memo = None
         bound._tolerances = None
-        bound._compiled_fns = {}  # (time direction, Jacobian given) -> the compiled step
+        bound._compiled_fns = {}  # (time direction, Jacobian given, block size) -> compiled step
         # The compiled step's coefficients [a | C | b | e | d] as one tensor: read from the
         # tableau, each would be a constant that dynamo checks (a guard) at every call.
         tab = self.tableau
@@ -235,15 +235,18 @@ class Rosenbrock(ImplicitMethod):
         if not (given or self.autonomous):
             dt = torch.finfo(y.dtype).eps ** (1 / 3) * max(abs(t), 1.0)
             times += [sign * (t + dt), sign * (t - dt), 2 * dt]
-        compiled = self._compiled_fns.get((target.reverse, given))
+        n = to_blocks(y, layout).shape[-1]
+        compiled = self._compiled_fns.get((target.reverse, given, n))
         if compiled is None:
             constants = (tab, self.autonomous, self.jacobian == "fwd", given)
-            key = (StepKind("rosenbrock", constants), target.reverse, layout)
-            name = f"{tab.name}_step_{layout}{'_given_jacobian' if given else ''}"
+            # A function per block size, as bdf's: a second size would otherwise recompile the
+            # graph with symbolic sizes, slower for every size after it.
+            key = (StepKind("rosenbrock", (*constants, n)), target.reverse, layout)
+            name = f"{tab.name}_step_{layout}_n{n}{'_given_jacobian' if given else ''}"
             name += "_reverse" if target.reverse else ""
             make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
             compiled = compile_step(key, name, make, options=_compile_options())
-            self._compiled_fns[(target.reverse, given)] = compiled
+            self._compiled_fns[(target.reverse, given, n)] = compiled
         y_new, err, k, f_last, jac, dfdt, error_norm = compiled(
             target.func,
             target.time_dtype,
