@@ -19,6 +19,7 @@ from kutta.errors import InvalidArgumentError
 from kutta.pde.pinn.geometry import (
     BOUNDARY_TOL,
     CONTAINS_TOL,
+    PointSet,
     Shape,
     refuse_failing_rows,
 )
@@ -177,7 +178,7 @@ def Rectangle(low: Sequence[float], high: Sequence[float]) -> Box:
     return box
 
 
-class SpaceTime:
+class SpaceTime(PointSet):
     """A space shape times the time interval ``[t0, t1]``; points are ``(x_1, ..., x_d, t)``.
 
     "Boundary" means the spatial boundary times the time interval; the initial slice
@@ -294,16 +295,6 @@ class SpaceTime:
         self.check_on_boundary(x, tol)
         normal = self.space.boundary_normal(x[:, :-1], tol)
         return torch.cat([normal, torch.zeros_like(x[:, :1])], dim=1)
-
-    def check_shape(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InvalidArgumentError(
-                f"points must be a tensor of shape (n, {self.dim}) for {self!r}, got {shape}"
-            )
-
-    def check_inside(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> None:
-        refuse_failing_rows(x, self.contains(x, tol), f"lie outside {self!r}")
 
     def check_on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> None:
         self.check_shape(x)

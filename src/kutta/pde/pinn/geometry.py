@@ -37,7 +37,32 @@ MAX_BATCH = 100_000
 CANCELLING = 1e-4
 
 
-class Shape(abc.ABC):
+class PointSet(abc.ABC):
+    """What every domain (a :class:`Shape`, or a shape times a time interval) checks points by:
+    their shape ``(n, dim)`` and membership."""
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """The number of coordinates of a point."""
+
+    @abc.abstractmethod
+    def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
+        """Per row of ``x`` (n, dim): inside or on the boundary (within ``tol``)."""
+
+    def check_shape(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InvalidArgumentError(
+                f"points must be a tensor of shape (n, {self.dim}) for {self!r}, got {shape}"
+            )
+
+    def check_inside(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> None:
+        """Raise :class:`InvalidArgumentError` naming the first point outside the domain."""
+        refuse_failing_rows(x, self.contains(x, tol), f"lie outside {self!r}")
+
+
+class Shape(PointSet):
     """A closed region of ``R**dim``; subclasses give membership, normals and boundary samples.
 
     Example:
@@ -49,11 +74,6 @@ class Shape(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def dim(self) -> int:
-        """The dimension of the points."""
-
-    @property
-    @abc.abstractmethod
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)``: a box holding the shape."""
 
@@ -61,10 +81,6 @@ class Shape(abc.ABC):
     @abc.abstractmethod
     def boundary_measure(self) -> float:
         """The boundary's length (2-D), area (3-D), ...; 1-D boundaries count their points."""
-
-    @abc.abstractmethod
-    def contains(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> torch.Tensor:
-        """Per row of ``x`` (n, dim): inside or on the boundary (within ``tol``)."""
 
     @abc.abstractmethod
     def on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
@@ -121,17 +137,6 @@ class Shape(abc.ABC):
     def strictly_inside(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> torch.Tensor:
         """Per row: inside and farther than ``tol`` from the boundary."""
         return self.contains(x, tol) & ~self.on_boundary(x, tol)
-
-    def check_shape(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InvalidArgumentError(
-                f"points must be a tensor of shape (n, {self.dim}) for {self!r}, got {shape}"
-            )
-
-    def check_inside(self, x: torch.Tensor, tol: float = CONTAINS_TOL) -> None:
-        """Raise :class:`InvalidArgumentError` naming the first point outside the domain."""
-        refuse_failing_rows(x, self.contains(x, tol), f"lie outside {self!r}")
 
     def check_on_boundary(self, x: torch.Tensor, tol: float = BOUNDARY_TOL) -> None:
         refuse_failing_rows(x, self.on_boundary(x, tol), f"are not on the boundary of {self!r}")
