@@ -8,6 +8,9 @@ import torch
 from scipy.integrate import solve_ivp
 
 import kutta
+from kutta.solvers.auto import AutoSwitch
+from kutta.solvers.explicit import ExplicitRK
+from kutta.solvers.implicit.rosenbrock import Rosenbrock
 
 MU = 1000.0
 
@@ -59,3 +62,42 @@ def test_auto_refuses_per_sample_mode_with_a_clear_error():
             method="auto",
             batch_mode="per_sample",
         )
+
+
+@pytest.mark.slow
+def test_compiled_auto_takes_the_eager_steps_on_van_der_pol(monkeypatch):
+    # compile=True builds tsit5 and rodas5 with compiled steps; they compute what the eager
+    # steps compute (rodas5's compiled inverse differs from LAPACK's only in round-off)
+    compiled_steps = {ExplicitRK: 0, Rosenbrock: 0}
+    for cls in compiled_steps:
+
+        def counted(self, *args, _step=cls._compiled_step, _cls=cls):
+            compiled_steps[_cls] += 1
+            return _step(self, *args)
+
+        monkeypatch.setattr(cls, "_compiled_step", counted)
+    y0 = torch.tensor([2.0, 0.0], dtype=torch.float64)
+    solves = {}
+    with torch.no_grad():
+        for compile_steps in (False, True):
+            solves[compile_steps] = kutta.solve(
+                van_der_pol,
+                y0,
+                span=(0.0, 2.0),
+                method=AutoSwitch(compile=compile_steps),
+                controller=kutta.PIController(rtol=1e-6, atol=1e-8),
+            )
+    eager, compiled = solves[False], solves[True]
+    assert compiled.stats["steps_by_method"]["rodas5"] > 0
+    assert compiled.stats["steps_by_method"] == eager.stats["steps_by_method"]
+    # the compiled steps ran (at most one explicit step, the first, may run eagerly)
+    assert compiled_steps[ExplicitRK] >= compiled.stats["steps_by_method"]["tsit5"] - 1
+    assert compiled_steps[Rosenbrock] > 0
+    torch.testing.assert_close(compiled.ys[-1], eager.ys[-1], rtol=1e-7, atol=1e-9)
+    # odeint takes the option by name (torchdiffeq-style options)
+    t = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    with torch.no_grad():
+        ys = kutta.odeint(
+            van_der_pol, y0, t, method="auto", options={"compile": True}, rtol=1e-6, atol=1e-8
+        )
+    torch.testing.assert_close(ys[-1], eager.ys[-1], rtol=1e-5, atol=1e-7)

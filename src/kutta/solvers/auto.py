@@ -64,6 +64,9 @@ class AutoSwitch(Method):
         stiff_steps: stability-limited steps in a row before switching to the implicit method.
         check_every: implicit steps between spectral-radius checks.
         return_limit: switch back when ``h * rho`` is below this for the explicit method.
+        compile: build the default methods with ``compile=True`` (each step one
+            ``torch.compile``-d graph in shared mode without gradients; see
+            :class:`~kutta.solvers.explicit.ExplicitRK` and the Rosenbrock step).
 
     ``stats`` (copied into ``Solution.stats``) records the steps taken by each method and the
     number of switches. Shared batch mode only.
@@ -84,15 +87,16 @@ class AutoSwitch(Method):
     stiff_steps: int = 15
     check_every: int = 10
     return_limit: float = 1.0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         from .implicit import IMPLICIT_METHODS
         from .tableaus import TSIT5
 
         if self.explicit is None:
-            self.explicit = ExplicitRK(TSIT5)
+            self.explicit = ExplicitRK(TSIT5, compile=self.compile)
         if self.implicit is None:
-            self.implicit = IMPLICIT_METHODS["rodas5"]()
+            self.implicit = IMPLICIT_METHODS["rodas5"](compile=self.compile)
         if not (isinstance(self.explicit, ExplicitRK) and self.explicit.tableau.fsal):
             raise ValueError("auto switching needs an FSAL explicit Runge–Kutta method")
         tab = self.explicit.tableau
@@ -127,6 +131,7 @@ class AutoSwitch(Method):
 
     def set_error_norm(self, rtol, atol, norm) -> None:
         self.explicit.set_error_norm(rtol, atol, norm)
+        self.implicit.set_error_norm(rtol, atol, norm)
 
     def init(self, f, t0, y0):
         self.implicit.init(f, t0, y0)  # lets it set itself up for this state's layout
@@ -154,7 +159,9 @@ class AutoSwitch(Method):
             new_state = AutoState(True, None, 0, 0)
         else:
             new_state = AutoState(False, res.state, count, 0)
-        return StepResult(res.y, res.error, (False, res.dense), new_state)
+        return StepResult(
+            res.y, res.error, (False, res.dense), new_state, error_norm=res.error_norm
+        )
 
     def _implicit_step(self, f, t, y, h, state: AutoState) -> StepResult:
         res = self.implicit.step(f, t, y, h, state.inner)
@@ -167,7 +174,7 @@ class AutoSwitch(Method):
             switch_back = abs(h) * rho < self.return_limit
         inner = res.state if isinstance(res.state, torch.Tensor) else None
         new_state = AutoState(not switch_back, inner if not switch_back else None, 0, since)
-        return StepResult(res.y, res.error, (True, res.dense), new_state)
+        return StepResult(res.y, res.error, (True, res.dense), new_state, error_norm=res.error_norm)
 
     def interpolate(self, dense, theta):
         implicit, inner = dense

@@ -106,7 +106,9 @@ def _auto(**options: Any) -> Method:
 
 
 register_method(
-    "auto", _auto, frozenset({"stability_limit", "stiff_steps", "check_every", "return_limit"})
+    "auto",
+    _auto,
+    frozenset({"stability_limit", "stiff_steps", "check_every", "return_limit", "compile"}),
 )
 
 
