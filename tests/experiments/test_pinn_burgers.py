@@ -141,6 +141,57 @@ def test_resume_inside_the_lbfgs_phase_matches_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_resume_inside_the_adam_phase_matches_an_uninterrupted_run(tmp_path):
+    # Annealing updates at Adam steps 1, 6, 11, 16; the run dies at step 10 and resumes from
+    # its checkpoint at step 7, between two updates, so the resumed run must know where it is
+    # in the annealing schedule (not only the weights), and in the batch schedule (two batches
+    # per epoch). The whole path: config file, build, checkpoint, resume, final metrics.
+    settings = [
+        *TINY,
+        "pinn.weighting=annealing",
+        "pinn.annealing_every=5",
+        "train.batch_size=100",
+        "train.checkpoint_every=7",
+    ]
+    full = runs.train("pinn-burgers", overrides=settings, out=tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        runs.train("pinn-burgers", overrides=settings, out=tmp_path / "cut", hooks=[_Crash(10)])
+    saved = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["step"] == 7 and saved["model"]["_extra_state"]["weighting"]["calls"] == 7
+    resumed = runs.train("pinn-burgers", resume=tmp_path / "cut")
+    assert resumed.metrics["metrics"] == full.metrics["metrics"]
+    ends = [
+        torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=True)["model"]
+        for run in ("full", "cut")
+    ]
+    assert ends[0]["_extra_state"] == ends[1]["_extra_state"]
+    assert ends[0]["_extra_state"]["weighting"]["values"] != {"initial": 1.0, "boundary": 1.0}
+    for name, value in ends[0].items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(ends[1][name], value, rtol=0, atol=0)
+    # the log's loss is a mean over the steps since the last record; the record at step 10
+    # averages steps 8-10 after the resume (the Trainer keeps no window in its checkpoint),
+    # the later ones are equal
+    logs = [read_metrics_log(tmp_path / run) for run in ("full", "cut")]
+    assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]]
+    assert [r["loss"] for r in logs[0][2:]] == [r["loss"] for r in logs[1][2:]]
+
+
+def test_a_checkpoint_holding_only_the_weights_still_loads():
+    # checkpoints written before the weighting's state was saved hold {"weights": ...}; the
+    # annealing's count of updates is then the Adam-phase loss evaluations
+    config = _config("pinn.weighting=annealing")
+    torch.manual_seed(0)
+    task = pinn_burgers.PINNBurgersTask(config, torch.device("cpu"), torch.float64)
+    state = task.model.state_dict()
+    for evaluations, calls in ((7, 7), (33, 20)):  # 20 Adam steps
+        state["loss_evaluations"] = torch.tensor(evaluations)
+        state["_extra_state"] = {"weights": {"initial": 2.5, "boundary": 4.0}}
+        task.model.load_state_dict(state)
+        restored = task.problem.weighting.state_dict()
+        assert restored == {"values": {"initial": 2.5, "boundary": 4.0}, "calls": calls}
+
+
 class _Crash(Hook):
     def __init__(self, at_step):
         self.at_step = at_step

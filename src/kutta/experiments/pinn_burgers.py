@@ -9,8 +9,9 @@ The score is the relative L2 error against the exact Cole-Hopf solution on Raiss
 Training: ``train.steps`` steps of the Trainer's optimizer (Adam) on mini-batches of
 ``train.batch_size`` collocation points (full batch by default), then ``train.lbfgs_steps``
 iterations of the Trainer's L-BFGS (strong Wolfe line search, history 50, all collocation
-points). A resumed run continues in either phase with L-BFGS's curvature history intact (it is
-in the checkpoint).
+points). A resumed run continues in either phase as the uninterrupted run would: the checkpoint
+holds L-BFGS's curvature history and the loss weighting's state (annealing's weights and the
+count that times its next update).
 
 ``data.inverse = true`` is Raissi et al.'s inverse problem instead: no initial or boundary
 data, ``num_observations`` values of the exact solution, and the PDE ``u_t + lambda1 u u_x -
@@ -151,22 +152,32 @@ class PINNBurgersConfig:
 
 class BurgersPINN(nn.Module):
     """The network inside its PINN problem. Its state also holds the count of loss evaluations
-    (so that a resumed run knows whether it is past the Adam phase) and the loss weights (which
-    annealing changes)."""
+    (so that a resumed run knows whether it is past the Adam phase) and the loss weighting's
+    state (the weights, and for annealing the count that times its next update), so a run
+    resumed in either phase continues as it would have without the interruption."""
 
-    def __init__(self, problem: PINNProblem):
+    def __init__(self, problem: PINNProblem, adam_steps: int):
         super().__init__()
         self.problem = problem
+        self.adam_steps = adam_steps
         self.register_buffer("loss_evaluations", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.problem.network(x)
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"weights": dict(self.problem.weighting.values)}
+        return {"weighting": self.problem.weighting.state_dict()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.problem.weighting.values.update(state["weights"])
+        if "weighting" in state:
+            self.problem.weighting.load_state_dict(state["weighting"])
+            return
+        # A checkpoint from before the weighting's state was saved holds only the weights. The
+        # weighting is updated once per Adam loss evaluation, so its count of updates is the
+        # evaluations made in the Adam phase (torch loads a module's buffers before its extra
+        # state, so loss_evaluations is the checkpoint's here).
+        evaluations = min(int(self.loss_evaluations), self.adam_steps)
+        self.problem.weighting.load_state_dict({"values": state["weights"], "calls": evaluations})
 
 
 def burgers_problem(
@@ -236,7 +247,7 @@ class PINNBurgersTask:
             )
         self.config = config
         self.problem = burgers_problem(config, dtype, device)
-        self.model = BurgersPINN(self.problem)
+        self.model = BurgersPINN(self.problem, config.train.steps)
         self.num_examples = config.data.num_collocation
         # Raissi's grid (256 x in [-1, 1], 100 t in [0, 0.99]) by default
         x = np.linspace(-1.0, 1.0, config.data.grid_x)

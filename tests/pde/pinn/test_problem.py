@@ -130,6 +130,38 @@ def test_gradient_annealing_follows_the_papers_estimate():
     assert annealing.weights(["bc"])["bc"] == 0.75 * 3.5 + 0.25 * 8.0
 
 
+def test_gradient_annealing_restored_from_its_state_continues_the_same_schedule():
+    # the state holds the count of updates: a copy restored between two update steps makes the
+    # next update at the same call as the original (every = 3: calls 1, 4, 7)
+    p = torch.zeros(2, dtype=F64, requires_grad=True)
+    scale = torch.tensor([3.0, -1.0], dtype=F64)
+
+    def losses():
+        return {"pde": (p + 1) @ scale, "bc": p.sum() * (1 + p.sum())}
+
+    original = GradientNormAnnealing(alpha=0.5, every=3)
+    for _ in range(2):
+        original.update(losses(), [p])
+        with torch.no_grad():
+            p += 0.1
+    restored = GradientNormAnnealing(alpha=0.5, every=3)
+    restored.load_state_dict(original.state_dict())
+    updated_at = []
+    for call in range(3, 9):
+        before = original.weights(["bc"])
+        original.update(losses(), [p])
+        restored.update(losses(), [p])
+        assert original.weights(["bc"]) == restored.weights(["bc"])
+        if original.weights(["bc"]) != before:
+            updated_at.append(call)
+        with torch.no_grad():
+            p += 0.1
+    assert updated_at == [4, 7]
+    assert original.state_dict() == restored.state_dict()
+    with pytest.raises(InvalidArgumentError, match="'calls'"):
+        restored.load_state_dict({"values": {}})
+
+
 def test_weights_scale_the_terms():
     problem = _poisson(weighting={"boundary": 10.0})
     losses = problem.losses()

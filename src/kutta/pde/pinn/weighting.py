@@ -6,6 +6,7 @@ The loss is ``sum_i w_i L_i`` over the terms (``"pde"`` and each condition's nam
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -41,6 +42,14 @@ class FixedWeights:
     ) -> None:
         """Fixed weights never change."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """The weights as plain data (a checkpoint loadable with ``weights_only=True``)."""
+        return {"values": dict(self.values)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.values = dict(state["values"])
+
 
 class GradientNormAnnealing(FixedWeights):
     """Learning-rate annealing of Wang, Teng & Perdikaris (2021), "Understanding and mitigating
@@ -56,6 +65,9 @@ class GradientNormAnnealing(FixedWeights):
     counts and ``L_i`` is unweighted, so ``w_hat_i`` is the ratio itself. Weights should be
     frozen for L-BFGS, which needs one fixed objective (``fit`` does).
 
+    Its state (weights and the count of ``update`` calls, which decides the next update step)
+    is :meth:`state_dict`; a training run that resumes from a checkpoint restores both.
+
     Example:
         >>> annealing = GradientNormAnnealing(alpha=0.5)
         >>> p = torch.tensor([1.0, 1.0], requires_grad=True)
@@ -63,6 +75,10 @@ class GradientNormAnnealing(FixedWeights):
         >>> annealing.update(losses, [p])
         >>> annealing.weights(["pde", "boundary"])  # w_hat = 10 / 1: 0.5 * 1 + 0.5 * 10
         {'pde': 1.0, 'boundary': 5.5}
+        >>> resumed = GradientNormAnnealing(alpha=0.5)
+        >>> resumed.load_state_dict(annealing.state_dict())
+        >>> resumed.state_dict()
+        {'values': {'boundary': 5.5}, 'calls': 1}
     """
 
     def __init__(
@@ -104,6 +120,18 @@ class GradientNormAnnealing(FixedWeights):
                 estimate = float(reference / mean)
                 old = self.values.get(name, 1.0)
                 self.values[name] = (1 - self.alpha) * old + self.alpha * estimate
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "calls": self._calls}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "calls" not in state:
+            raise InvalidArgumentError(
+                "the annealing state has no 'calls' (the count that times the updates); "
+                f"got the keys {sorted(state)}"
+            )
+        super().load_state_dict(state)
+        self._calls = int(state["calls"])
 
     @staticmethod
     def _flat_grad(loss: torch.Tensor, parameters: Sequence[torch.Tensor]) -> torch.Tensor:
