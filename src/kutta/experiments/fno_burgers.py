@@ -16,6 +16,7 @@ code about 0.25%); the default here is a CI-sized run (200 samples at s = 64, 30
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,47 @@ class FNOBurgersConfig:
     train: TrainConfig = dataclasses.field(default_factory=_default_train)
 
 
+def solved_pairs(data: FNOBurgersData, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs ``(u0, u(., t_end))``, ``(num_train + num_test, super_resolution)``, of ``data``.
+
+    Solved once per process for the same settings and dtype: evaluating or plotting a run in
+    the process that trained it reuses its data (the same tensors; nothing writes into them).
+    They are seeded by ``data.seed``, so a resumed run's new process solves the same values.
+
+    Example:
+        >>> data = FNOBurgersData(num_train=2, num_test=1, resolution=8, super_resolution=16)
+        >>> solved_pairs(data, torch.float64)[1] is solved_pairs(data, torch.float64)[1]
+        True
+    """
+    return _solve_pairs(tuple(dataclasses.asdict(data).items()), dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def _solve_pairs(
+    settings: tuple[tuple[str, Any], ...], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    d = FNOBurgersData(**dict(settings))
+    return burgers_data(
+        d.num_train + d.num_test,
+        d.super_resolution,
+        viscosity=d.viscosity,
+        t_end=d.t_end,
+        solver_points=d.solver_points,
+        max_step=d.max_step,
+        alpha=d.alpha,
+        tau=d.tau,
+        sigma=d.sigma,
+        generator=torch.Generator().manual_seed(d.seed),
+        dtype=dtype,
+    )
+
+
 class FNOBurgersTask(OperatorTask):
     """Burgers pairs at the training and the super resolution, and the FNO (see :class:`Task`).
 
     Tensors are ``(samples, 1, points)``; ``splits[name] = (u0, u1)`` for ``train``, ``test``
-    and ``test_super`` (the test samples on the fine grid).
+    and ``test_super`` (the test samples on the fine grid): views of :func:`solved_pairs`,
+    shared by every task of the same data settings.
     """
 
     def __init__(self, config: FNOBurgersConfig, device: torch.device, dtype: torch.dtype):
@@ -97,19 +134,7 @@ class FNOBurgersTask(OperatorTask):
             raise InvalidArgumentError(
                 f"model.modes ({m.modes}) must be <= data.resolution // 2 ({d.resolution // 2})"
             )
-        u0, u1 = burgers_data(
-            d.num_train + d.num_test,
-            d.super_resolution,
-            viscosity=d.viscosity,
-            t_end=d.t_end,
-            solver_points=d.solver_points,
-            max_step=d.max_step,
-            alpha=d.alpha,
-            tau=d.tau,
-            sigma=d.sigma,
-            generator=torch.Generator().manual_seed(d.seed),
-            dtype=dtype,
-        )
+        u0, u1 = solved_pairs(d, dtype)
         u0, u1 = u0[:, None].to(device), u1[:, None].to(device)
         stride, n = d.super_resolution // d.resolution, d.num_train
         self.splits = {
