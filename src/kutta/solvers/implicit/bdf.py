@@ -36,7 +36,7 @@ import torch
 from ...controllers import weighted_error_norm
 from ..base import StepResult, VectorField
 from ..compiled import CompileTarget, StepKind, compile_step
-from .common import COMPILE_OPTIONS, ImplicitMethod
+from .common import ImplicitMethod, compile_options
 from .linalg import (
     Factorization,
     blocks_ok,
@@ -54,7 +54,6 @@ _ROWS = MAX_ORDER + 3  # D[0..k+2] are used at order k
 # Columns of BDF._tables: 7 scalars of the order (see bind), then the prediction weights (2 rows
 # of _ROWS), then the step matrix (_ROWS + 3 rows of _ROWS + 1).
 _PRED_PSI_COLUMNS = slice(7, 7 + 2 * _ROWS)
-_STEP_COMPILE_OPTIONS = {**COMPILE_OPTIONS, "force_pointwise_cat": True}
 _STEP_COLUMNS = slice(7 + 2 * _ROWS, 7 + 2 * _ROWS + (_ROWS + 3) * (_ROWS + 1))
 
 
@@ -450,7 +449,7 @@ class BDF(ImplicitMethod):
             key = (StepKind("bdf", (*constants, n)), target.reverse, layout)
             name = f"bdf_step_{layout}_n{n}{'_reverse' if target.reverse else ''}"
             make = lambda: _make_compiled_step(*constants, target.reverse, layout)  # noqa: E731
-            compiled = compile_step(key, name, make, options=_STEP_COMPILE_OPTIONS)
+            compiled = compile_step(key, name, make, options=compile_options(pointwise_cat=True))
             self._compiled_fns[(target.reverse, n)] = compiled
         # ``c`` is a function of ``h`` and the orders (which compare equal as ints or floats):
         # a held step finds its factorization without reading anything back
@@ -494,7 +493,7 @@ class BDF(ImplicitMethod):
         if factorize is None:  # one function per block size, as the step's
             key = (StepKind("bdf_factorization", (n,)), False, self._layout_name)
             name = f"bdf_factorization_n{n}"
-            factorize = compile_step(key, name, lambda: _factorize, COMPILE_OPTIONS)
+            factorize = compile_step(key, name, lambda: _factorize, compile_options())
             self._compiled_fns[("factorize", n)] = factorize
         self.stats["n_lu"] += 1
         return Factorization.of(*factorize(jac, self._tables, blocks, times))

@@ -32,8 +32,8 @@ import torch
 from ...controllers import weighted_error_norm
 from ...errors import InvalidArgumentError
 from ..base import StepResult, VectorField
-from ..compiled import CompileTarget, StepKind, compile_step, skip_library_global_guards
-from .common import COMPILE_OPTIONS, ImplicitMethod, _make_compiled_jacobian
+from ..compiled import CompileTarget, StepKind, compile_step
+from .common import ImplicitMethod, _make_compiled_jacobian, compile_options
 from .linalg import (
     INVERSE_MAX_SIZE,
     Factorization,
@@ -66,19 +66,6 @@ def _same_point(memo: _JacobianMemo | None, t: Any, y: torch.Tensor) -> bool:
         return False
     same_t = memo.t is t or (torch.equal(memo.t, t) if isinstance(t, torch.Tensor) else memo.t == t)
     return same_t and (memo.y is y or torch.equal(memo.y, y))
-
-
-def _compile_options() -> dict:
-    """The implicit steps' options, every ``torch.cat``/``torch.stack`` (a field's output, most
-    often) lowered into its consumers (inductor's default on CPU copies each input into a slice
-    of a buffer, and each slice costs a tensor handle per call: 64 per step on HIRES), and no
-    guards on library globals (:func:`~..compiled.skip_library_global_guards`). A new dict per
-    call: ``torch.compile`` pops ``guard_filter_fn`` from the one it is given."""
-    return {
-        **COMPILE_OPTIONS,
-        "force_pointwise_cat": True,
-        "guard_filter_fn": skip_library_global_guards,
-    }
 
 
 @dataclasses.dataclass(eq=False)
@@ -245,7 +232,7 @@ class Rosenbrock(ImplicitMethod):
             name = f"{tab.name}_step_{layout}_n{n}{'_given_jacobian' if given else ''}"
             name += "_reverse" if target.reverse else ""
             make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
-            compiled = compile_step(key, name, make, options=_compile_options())
+            compiled = compile_step(key, name, make, options=compile_options(pointwise_cat=True))
             self._compiled_fns[(target.reverse, given, n)] = compiled
         y_new, err, k, f_last, jac, dfdt, error_norm = compiled(
             target.func,
