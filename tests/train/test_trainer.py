@@ -228,6 +228,72 @@ def test_resume_inside_the_lbfgs_phase_matches_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+class Calls(Hook):
+    """Records the task's loss-call count after every step."""
+
+    def __init__(self, task):
+        self.task, self.after_step = task, {}
+
+    def on_step(self, trainer, step):
+        self.after_step[step] = self.task.loss_calls
+
+
+def test_resume_inside_the_lbfgs_phase_makes_no_extra_loss_evaluation(tmp_path):
+    # The closure's memo of its last evaluation is saved: the first L-BFGS step after a resume
+    # recalls the loss at the current parameters instead of computing it again.
+    settings = config(steps=10, lr=0.01, lbfgs_steps=30, checkpoint_every=10)
+    full = CurveTask()
+    calls = Calls(full)
+    Trainer(full, settings, run_dir=tmp_path / "full", hooks=[calls]).fit()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(CurveTask(), settings, run_dir=tmp_path / "cut", hooks=[Crash(27)]).fit()
+    resumed = CurveTask()
+    Trainer(resumed, settings, run_dir=tmp_path / "cut", resume=True).fit()
+    assert resumed.loss_calls == full.loss_calls - calls.after_step[20]
+
+
+def test_resume_between_log_lines_logs_the_same_losses(tmp_path):
+    # log every 6 steps, checkpoint every 10: the checkpoint at step 20 falls inside the window
+    # that the line at step 24 averages (steps 19-24)
+    settings = config(log_every=6, checkpoint_every=10)
+    Trainer(LineTask(), settings, run_dir=tmp_path / "full").fit()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(LineTask(), settings, run_dir=tmp_path / "cut", hooks=[Crash(27)]).fit()
+    Trainer(LineTask(), settings, run_dir=tmp_path / "cut", resume=True).fit()
+    full, cut = read_metrics_log(tmp_path / "full"), read_metrics_log(tmp_path / "cut")
+    assert [r["step"] for r in cut] == [r["step"] for r in full] == [6, 12, 18, 24, 30, 36, 40]
+    assert [r["loss"] for r in cut] == [r["loss"] for r in full]
+
+
+class ScheduledLineTask(LineTask):
+    """LineTask whose loss weight grows with the step the Trainer announces."""
+
+    def __init__(self):
+        super().__init__(regularizer=False)
+        self.steps_seen = []
+
+    def begin_step(self, step):
+        self.steps_seen.append(step)
+
+    def loss(self, model, indices):
+        out = super().loss(model, indices)
+        return StepOutput(loss=(1 + self.steps_seen[-1] ** 2) * out.loss)
+
+
+def test_a_task_schedule_follows_the_trainer_step_across_a_resume(tmp_path):
+    settings = config()
+    full = ScheduledLineTask()
+    Trainer(full, settings, run_dir=tmp_path / "full").fit()
+    assert full.steps_seen == list(range(40))
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(ScheduledLineTask(), settings, run_dir=tmp_path / "cut", hooks=[Crash(27)]).fit()
+    resumed = ScheduledLineTask()
+    Trainer(resumed, settings, run_dir=tmp_path / "cut", resume=True).fit()
+    assert resumed.steps_seen == list(range(20, 40))
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_lbfgs_steps_must_not_be_negative():
     with pytest.raises(InvalidArgumentError, match="lbfgs_steps"):
         TrainConfig(lbfgs_steps=-1)

@@ -57,6 +57,11 @@ class Task(Protocol):
 
     ``nfe()`` counts vector-field evaluations since the model's last forward call began, so the
     Trainer reads it after the forward pass and again after the backward pass.
+
+    A task whose loss follows a schedule (a KL weight that anneals, a growing time horizon) may
+    define ``begin_step(step: int)``: the Trainer calls it before every loss evaluation with the
+    number of optimizer steps taken so far, which a resumed run restores, so the schedule
+    resumes where it stopped instead of restarting.
     """
 
     model: nn.Module
@@ -123,6 +128,8 @@ class Trainer:
         self.stopped_early = False
         self.elapsed = 0.0
         self.last_record: dict[str, Any] = {}
+        #: the steps since the last log line, which that line averages over
+        self.log_window = _LogWindow(_device_of(self.model))
         if resume:
             self._load(self._path(CHECKPOINT_NAME))
 
@@ -140,8 +147,7 @@ class Trainer:
         for hook in self.hooks:
             hook.on_start(self)
         started = time.perf_counter() - self.elapsed
-        window_loss = torch.zeros((), device=_device_of(self.model))
-        window_steps, window_nfe_fwd, window_nfe_bwd = 0, 0, 0
+        window = self.log_window
         grad_norm = torch.zeros(())
         while self.step < config.total_steps and not self.stopped_early:
             self.train_model.train()
@@ -154,10 +160,7 @@ class Trainer:
                     grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
                 self.optimizer.step()
             self.scheduler.step()
-            window_nfe_fwd += nfe_forward
-            window_nfe_bwd += nfe_backward
-            window_loss += out.loss.detach()
-            window_steps += 1
+            window.add(out.loss, nfe_forward, nfe_backward)
             self.step += 1
             if self.step == config.steps and config.lbfgs_steps:
                 self._start_lbfgs()
@@ -167,7 +170,7 @@ class Trainer:
             last = self.step == config.total_steps
             evaluate = config.eval_every and (self.step % config.eval_every == 0 or last)
             if self.step % config.log_every == 0 or last or evaluate:
-                mean_loss = mean_over_processes(window_loss / window_steps, self.dist).item()
+                mean_loss = mean_over_processes(window.mean_loss(), self.dist).item()
                 if not math.isfinite(mean_loss):
                     raise TrainingDivergedError(
                         f"training diverged at step {self.step}: loss is {mean_loss}; "
@@ -179,8 +182,8 @@ class Trainer:
                     "epoch": self.step / self.steps_per_epoch,
                     "loss": mean_loss,
                     "lr": self.optimizer.param_groups[0]["lr"],
-                    "nfe_forward": window_nfe_fwd / window_steps,
-                    "nfe_backward": window_nfe_bwd / window_steps,
+                    "nfe_forward": window.nfe_forward / window.steps,
+                    "nfe_backward": window.nfe_backward / window.steps,
                     "time": round(self.elapsed, 3),
                 }
                 if config.grad_clip > 0:
@@ -193,8 +196,7 @@ class Trainer:
                         file.write(json.dumps(record) + "\n")
                 for hook in self.hooks:
                     hook.on_log(self, record)
-                window_loss = torch.zeros_like(window_loss)
-                window_steps, window_nfe_fwd, window_nfe_bwd = 0, 0, 0
+                window.clear()
             if self.step % config.checkpoint_every == 0 and self.step < config.total_steps:
                 self.save()
         self.elapsed = time.perf_counter() - started
@@ -215,6 +217,9 @@ class Trainer:
     def _loss_and_gradient(self, indices: torch.Tensor) -> tuple[StepOutput, int, int]:
         """The batch's loss (plus the NFE penalty) and its gradient in ``.grad``; the forward and
         backward NFE."""
+        begin_step = getattr(self.task, "begin_step", None)
+        if begin_step is not None:
+            begin_step(self.step)
         out = self.task.loss(self.train_model, indices)
         loss = out.loss
         if self.config.nfe_weight > 0:
@@ -288,6 +293,11 @@ class Trainer:
                 "stopped_early": self.stopped_early,
             },
             "best_model": self.best_state,
+            "log_window": self.log_window.state_dict(),
+            # L-BFGS's first evaluation after a resume is then recalled, not recomputed
+            "lbfgs_memo": self._lbfgs_closure.memo
+            if isinstance(self.optimizer, torch.optim.LBFGS)
+            else None,
         }
         save_checkpoint(state, self._path(CHECKPOINT_NAME))
 
@@ -296,6 +306,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         if state["step"] >= self.config.steps and self.config.lbfgs_steps:
             self._start_lbfgs()
+            self._lbfgs_closure.memo = state.get("lbfgs_memo")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
@@ -304,10 +315,47 @@ class Trainer:
         self.best_value, self.best_step = early["best_value"], early["best_step"]
         self.bad_evals, self.stopped_early = early["bad_evals"], early["stopped_early"]
         self.best_state = state["best_model"]
+        if "log_window" in state:  # checkpoints from before the window was saved lack it
+            self.log_window.load_state_dict(state["log_window"])
 
     def _path(self, name: str) -> Path:
         assert self.run_dir is not None
         return self.run_dir / name
+
+
+class _LogWindow:
+    """Sums of the loss and NFE over the steps since the last log line."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.steps = self.nfe_forward = self.nfe_backward = 0
+
+    def add(self, loss: torch.Tensor, nfe_forward: int, nfe_backward: int) -> None:
+        # a device tensor, not a float: no host sync on every step
+        self.loss += loss.detach()
+        self.steps += 1
+        self.nfe_forward += nfe_forward
+        self.nfe_backward += nfe_backward
+
+    def mean_loss(self) -> torch.Tensor:
+        return self.loss / self.steps
+
+    def clear(self) -> None:
+        self.loss = torch.zeros_like(self.loss)
+        self.steps = self.nfe_forward = self.nfe_backward = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss.clone(),
+            "steps": self.steps,
+            "nfe_forward": self.nfe_forward,
+            "nfe_backward": self.nfe_backward,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss = state["loss"].to(self.loss)
+        self.steps = state["steps"]
+        self.nfe_forward, self.nfe_backward = state["nfe_forward"], state["nfe_backward"]
 
 
 class _MemoizedClosure:
