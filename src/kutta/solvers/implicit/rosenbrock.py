@@ -122,6 +122,11 @@ class Rosenbrock(ImplicitMethod):
         columns = [tab.a, tab.C, [[v] for v in tab.b], [[v] for v in tab.e], [[v] for v in tab.d]]
         rows = [sum((list(col[i]) for col in columns), []) for i in range(tab.stages)]
         bound._step_coefficients = torch.tensor(rows, dtype=torch.float64, device=device)
+        # The graph's float64 ``times`` input, refilled in place each step through a numpy view
+        # (as bdf's: torch.tensor of the host floats cost about 6 us a step). One length for both
+        # graphs, the longest (with df/dt's three values); each reads only the entries it uses.
+        bound._times_host = torch.zeros(tab.stages + 6, dtype=torch.float64)
+        bound._times_values = bound._times_host.numpy()
         return bound
 
     def set_error_norm(self, rtol, atol, norm) -> None:
@@ -234,10 +239,12 @@ class Rosenbrock(ImplicitMethod):
             make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
             compiled = compile_step(key, name, make, options=compile_options(pointwise_cat=True))
             self._compiled_fns[(target.reverse, given, n)] = compiled
+        self._times_values[: len(times)] = times
+        times_input = self._times_host if y.device.type == "cpu" else self._times_host.to(y.device)
         y_new, err, k, f_last, jac, dfdt, error_norm = compiled(
             target.func,
             target.time_dtype,
-            torch.tensor(times, dtype=torch.float64, device=y.device),
+            times_input,
             self._step_coefficients,
             y,
             f0,
@@ -280,11 +287,12 @@ def _make_compiled_step(
     """The traceable step of :meth:`Rosenbrock._compiled_step` (shared mode, no gradients).
 
     ``coefficients`` (float64) holds the tableau's ``[a | C | b | e | d]`` (rows: stages);
-    ``times`` (float64) holds the stage times in the user's time, ``h``, ``h gamma``, ``1 / h``
-    and, when the graph makes ``df/dt`` itself, the two difference times (user's time) and twice
-    the difference step. ``jac`` and ``dfdt`` are inputs when ``given_jacobian``, else None and
-    made in the graph; ``f0`` (the field at ``(t, y)``) is made in the graph when None. Small
-    blocks are inverted by :func:`~.linalg.traced_inverse`, which the graph fuses.
+    ``times`` (float64, ``s + 6`` entries) holds the stage times in the user's time, ``h``,
+    ``h gamma``, ``1 / h`` and, when the graph makes ``df/dt`` itself, the two difference times
+    (user's time) and twice the difference step (otherwise its last three entries are unused).
+    ``jac`` and ``dfdt`` are inputs when ``given_jacobian``, else None and made in the graph;
+    ``f0`` (the field at ``(t, y)``) is made in the graph when None. Small blocks are inverted
+    by :func:`~.linalg.traced_inverse`, which the graph fuses.
 
     Returns ``y_new, error, stages (s, B, n), f of the last stage, jac, dfdt`` and the loop's
     error norm (the step's other outputs are the eager step's).
