@@ -163,6 +163,10 @@ class LatentSDETask:
     def nfe(self) -> int:
         return self._calls
 
+    def begin_step(self, step: int) -> None:
+        """The Trainer's step count before this loss: the schedules follow it, also on resume."""
+        self.steps_taken = step + 1  # counting the step about to be taken
+
     def log_likelihood(self, ys: torch.Tensor) -> torch.Tensor:
         """Laplace log-density of the data for each path: (B,)."""
         scale = self.config.model.likelihood_scale
@@ -172,8 +176,6 @@ class LatentSDETask:
 
     def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
         self._calls = 0
-        # The KL weight grows with the training steps taken (in this process: resuming restarts it).
-        self.steps_taken += 1
         weight = min(1.0, self.steps_taken / max(self.config.model.kl_anneal, 1))
         s = self.config.solver
         ys, kl = model(self.ts, len(indices), s.dt, s.method)
