@@ -205,3 +205,51 @@ def test_compiled_step_with_independent_batch_blocks_matches_the_eager_step():
     torch.testing.assert_close(
         fast.ys[-1, :, 0], torch.full((3,), exact, dtype=torch.float64), rtol=1e-4, atol=0
     )
+
+
+def _coupled_stiff(t, y):
+    # y' = A (y - g) + g' with g = (cos t, sin t) and A = [[-1000, 999], [0, -1]] (eigenvalues
+    # -1000 and -1, non-normal, coupled), not autonomous: df/dt is differenced in the graph
+    u = y - torch.stack([torch.cos(t), torch.sin(t)])
+    return torch.stack([-1000.0 * u[0] + 999.0 * u[1] - torch.sin(t), -u[1] + torch.cos(t)])
+
+
+def _coupled_stiff_exact(t: float) -> list[float]:
+    # from y(0) = g(0) + (1, 0), an eigenvector of A for -1000: y = g + exp(-1000 t) (1, 0)
+    return [math.cos(t) + math.exp(-1000.0 * t), math.sin(t)]
+
+
+@pytest.mark.slow  # compiles two float32 graphs per method (about 35 s for both, cold)
+@pytest.mark.parametrize("tableau", [RODAS5, ROSENBROCK23], ids=lambda tab: tab.name)
+def test_compiled_step_in_float32_agrees_with_the_eager_step(tableau, compiled_step_names):
+    times = [0.0, 0.5, 1.0, 2.0]
+
+    def solve_float32(compile: bool):
+        method = Rosenbrock(tableau, compile=compile)
+        with torch.no_grad():
+            sol = kutta.solve(
+                _coupled_stiff,
+                torch.tensor([2.0, 0.0]),
+                t_eval=torch.tensor(times),
+                method=method,
+                controller=PIController(rtol=1e-4, atol=1e-6),
+            )
+        return sol
+
+    eager = solve_float32(compile=False)
+    fast = solve_float32(compile=True)
+    assert fast.ys.dtype == torch.float32
+    # the step graph ran (rodas5's rejections here are at its first step, which is eager)
+    assert f"{tableau.name}_step_coupled_n2" in compiled_step_names
+    # Not the same step count: float32 round-off in the error estimate (eps / rtol ~ 1e-3
+    # relative) can flip an accept/reject decision (rosenbrock23 at rtol 1e-3 took 88 steps
+    # compiled, 90 eager; here both methods take the eager steps: 22 and 189).
+    assert abs(fast.stats["n_steps"] - eager.stats["n_steps"]) <= 0.1 * eager.stats["n_steps"]
+    # Ten times closer than the tolerance both solves were given: with the same steps they
+    # differ by round-off (at most 8e-7, 7 float32 ulps of the O(1) solution, measured with
+    # torch 2.13), while a wrong coefficient, stage or dtype in the graph moves the solution by
+    # about a step's error, the tolerance itself.
+    torch.testing.assert_close(fast.ys, eager.ys, rtol=0.0, atol=1e-5)
+    # and both are the solution (global errors measured: rodas5 1e-6, rosenbrock23 5.7e-5)
+    exact = torch.tensor([_coupled_stiff_exact(t) for t in times])
+    torch.testing.assert_close(fast.ys, exact, rtol=0.0, atol=2e-4)
