@@ -43,7 +43,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import types
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +53,7 @@ from torch.func import functional_call, vjp
 
 from kutta.errors import InvalidArgumentError
 from kutta.sde.base import LogqpSDE, RenamedSDE, batch_mvp
-from kutta.solvers.compiled import GradMode, grad_mode
+from kutta.solvers.compiled import GradMode, grad_mode, renamed
 
 COMPILE = "compile"  # the option's name in ``options`` / ``adjoint_options``
 
@@ -105,11 +104,7 @@ def _compiled(fn: Callable, mode: GradMode) -> Callable:
         # SDEs that count their own calls (``self.nfe += 1``) would otherwise recompile at every
         # step: dynamo treats integer attributes of modules as constants unless told not to.
         torch._dynamo.config.allow_unspec_int_on_nn_module = True
-        name = f"{fn.__name__}_{mode.name}"
-        own = types.FunctionType(
-            fn.__code__.replace(co_name=name), fn.__globals__, name, fn.__defaults__
-        )
-        _COMPILED[key] = torch.compile(own)
+        _COMPILED[key] = torch.compile(renamed(fn, f"{fn.__name__}_{mode.name}"))
     return _COMPILED[key]
 
 

@@ -94,16 +94,24 @@ def compile_step(
         # would otherwise be recompiled at every step: dynamo treats integer attributes of
         # modules as constants unless told not to.
         torch._dynamo.config.allow_unspec_int_on_nn_module = True
-        fn = make()
-        fn = types.FunctionType(
-            fn.__code__.replace(co_name=name),
-            fn.__globals__,
-            name,
-            fn.__defaults__,
-            fn.__closure__,
-        )
-        _CACHE[key] = torch.compile(fn, options=options)
+        _CACHE[key] = torch.compile(renamed(make(), name), options=options)
     return _CACHE[key]
+
+
+def renamed(fn: Callable, name: str) -> Callable:
+    """``fn`` with a code object of its own called ``name``: dynamo keeps compiled graphs, and
+    counts them against its recompile limit, per code object, so that functions made from one
+    ``def`` (closures of one maker, or one step under several grad modes) would share them.
+
+    Example:
+        >>> def step(y):
+        ...     return 2 * y
+        >>> renamed(step, "step_NO_GRAD").__code__.co_name
+        'step_NO_GRAD'
+    """
+    return types.FunctionType(
+        fn.__code__.replace(co_name=name), fn.__globals__, name, fn.__defaults__, fn.__closure__
+    )
 
 
 def skip_library_global_guards(entries: list) -> list[bool]:
