@@ -237,7 +237,6 @@ class BDF(ImplicitMethod):
         bound = super().bind(dtype, device)
         gamma, alpha, error_const = _coefficients(self.ndf)
         bound._lu_memo = bound._host_lu_memo = None
-        bound._compiled_fns = {}  # (time direction, block size) -> the compiled step
         bound._tolerances = None
         bound._compilable = False  # set_error_norm decides
         bound._known = None

@@ -12,9 +12,11 @@ Hooks and counters the solve loop may use:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -54,6 +56,28 @@ def compile_options(pointwise_cat: bool = False) -> dict[str, Any]:
     return options
 
 
+@contextlib.contextmanager
+def quiet_jacobian_lowering() -> Iterator[None]:
+    """Hides one FutureWarning from torch's own code while a graph with ``torch.func.jacrev`` or
+    ``jacfwd`` compiles (torch 2.13): their standard basis is set through ``Tensor.diagonal``, and
+    inductor lowers ``aten.diagonal`` with ``torch._prims_common.check``, which torch deprecates
+    in favour of ``torch._check``. kutta calls nothing deprecated and a user can change nothing,
+    so only this message is hidden, and only around the calls that may compile (a solve's first
+    call of each graph): ``warnings.catch_warnings`` costs about 2 us.
+
+    Example:
+        >>> with quiet_jacobian_lowering():
+        ...     pass
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"`torch\._prims_common\.check` is deprecated",
+            category=FutureWarning,
+        )
+        yield
+
+
 @dataclasses.dataclass(eq=False, kw_only=True)
 class ImplicitMethod(Method):
     """Base of the implicit methods.
@@ -90,6 +114,7 @@ class ImplicitMethod(Method):
     def bind(self, dtype: torch.dtype, device: torch.device) -> ImplicitMethod:
         bound = copy.copy(self)
         bound.stats = self.stats = new_stats()
+        bound._compiled_fns = {}  # this solve's compiled functions (each class has its own keys)
         bound._dtype, bound._device = dtype, device
         return bound
 
@@ -135,14 +160,20 @@ class ImplicitMethod(Method):
         target.counter.calls += 1  # as the eager Jacobian: one (vectorized) evaluation
         forward = self.jacobian == "fwd"
         n = to_blocks(y, layout).shape[-1]
-        # one function per block size, as the compiled steps (see bdf's)
-        key = (StepKind("block_jacobian", (forward, n)), target.reverse, layout)
-        name = f"block_jacobian_{layout}_n{n}{'_fwd' if forward else ''}"
-        name += "_reverse" if target.reverse else ""
-        make = lambda: _make_compiled_jacobian(forward, *key[1:])  # noqa: E731
-        compiled = compile_step(key, name, make, options=compile_options())
         time = torch.tensor(-t if target.reverse else t, dtype=torch.float64, device=y.device)
-        return compiled(target.func, target.time_dtype, time, y)
+        args = (target.func, target.time_dtype, time, y)
+        compiled = self._compiled_fns.get(("jacobian", target.reverse, n))
+        if compiled is None:
+            # one function per block size, as the compiled steps (see bdf's)
+            key = (StepKind("block_jacobian", (forward, n)), target.reverse, layout)
+            name = f"block_jacobian_{layout}_n{n}{'_fwd' if forward else ''}"
+            name += "_reverse" if target.reverse else ""
+            make = lambda: _make_compiled_jacobian(forward, *key[1:])  # noqa: E731
+            compiled = compile_step(key, name, make, options=compile_options())
+            self._compiled_fns[("jacobian", target.reverse, n)] = compiled
+            with quiet_jacobian_lowering():  # this call compiles for a new field or size
+                return compiled(*args)
+        return compiled(*args)
 
 
 def _make_compiled_jacobian(forward: bool, reverse: bool, layout: str) -> Callable:

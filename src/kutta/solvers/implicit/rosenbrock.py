@@ -33,7 +33,12 @@ from ...controllers import weighted_error_norm
 from ...errors import InvalidArgumentError
 from ..base import StepResult, VectorField
 from ..compiled import CompileTarget, StepKind, compile_step
-from .common import ImplicitMethod, _make_compiled_jacobian, compile_options
+from .common import (
+    ImplicitMethod,
+    _make_compiled_jacobian,
+    compile_options,
+    quiet_jacobian_lowering,
+)
 from .linalg import (
     INVERSE_MAX_SIZE,
     Factorization,
@@ -115,7 +120,6 @@ class Rosenbrock(ImplicitMethod):
         bound._coeffs = self.tableau.to(dtype, device)
         bound._memo = None
         bound._tolerances = None
-        bound._compiled_fns = {}  # (time direction, Jacobian given, block size) -> compiled step
         # The compiled step's coefficients [a | C | b | e | d] as one tensor: read from the
         # tableau, each would be a constant that dynamo checks (a guard) at every call.
         tab = self.tableau
@@ -227,21 +231,9 @@ class Rosenbrock(ImplicitMethod):
         if not (given or self.autonomous):
             dt = torch.finfo(y.dtype).eps ** (1 / 3) * max(abs(t), 1.0)
             times += [sign * (t + dt), sign * (t - dt), 2 * dt]
-        n = to_blocks(y, layout).shape[-1]
-        compiled = self._compiled_fns.get((target.reverse, given, n))
-        if compiled is None:
-            constants = (tab, self.autonomous, self.jacobian == "fwd", given)
-            # A function per block size, as bdf's: a second size would otherwise recompile the
-            # graph with symbolic sizes, slower for every size after it.
-            key = (StepKind("rosenbrock", (*constants, n)), target.reverse, layout)
-            name = f"{tab.name}_step_{layout}_n{n}{'_given_jacobian' if given else ''}"
-            name += "_reverse" if target.reverse else ""
-            make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
-            compiled = compile_step(key, name, make, options=compile_options(pointwise_cat=True))
-            self._compiled_fns[(target.reverse, given, n)] = compiled
         self._times_values[: len(times)] = times
         times_input = self._times_host if y.device.type == "cpu" else self._times_host.to(y.device)
-        y_new, err, k, f_last, jac, dfdt, error_norm = compiled(
+        args = (
             target.func,
             target.time_dtype,
             times_input,
@@ -252,6 +244,23 @@ class Rosenbrock(ImplicitMethod):
             dfdt,
             self._tolerances,
         )
+        n = to_blocks(y, layout).shape[-1]
+        compiled = self._compiled_fns.get((target.reverse, given, n))
+        if compiled is not None:
+            outputs = compiled(*args)
+        else:
+            constants = (tab, self.autonomous, self.jacobian == "fwd", given)
+            # A function per block size, as bdf's: a second size would otherwise recompile the
+            # graph with symbolic sizes, slower for every size after it.
+            key = (StepKind("rosenbrock", (*constants, n)), target.reverse, layout)
+            name = f"{tab.name}_step_{layout}_n{n}{'_given_jacobian' if given else ''}"
+            name += "_reverse" if target.reverse else ""
+            make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
+            compiled = compile_step(key, name, make, options=compile_options(pointwise_cat=True))
+            self._compiled_fns[(target.reverse, given, n)] = compiled
+            with quiet_jacobian_lowering():  # this call compiles for a new field or size
+                outputs = compiled(*args)
+        y_new, err, k, f_last, jac, dfdt, error_norm = outputs
         if not given:
             self._memo = _JacobianMemo(t, y, jac, dfdt)
         dense = RosenbrockDense(to_blocks(y, layout), k, self._coeffs.dense, y.shape)
