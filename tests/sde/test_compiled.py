@@ -236,3 +236,46 @@ def test_compiled_reversible_heun_adjoint_equals_backprop(noise_type):
     with torch.no_grad():
         solved = ksde.sdeint(sde, Y0, TS, bm=bm, method="reversible_heun", dt=0.05, options=options)
     torch.testing.assert_close(solved, ys.detach(), rtol=1e-12, atol=1e-12)
+
+
+class CountingSDE(MLPSDE):
+    """Counts its drift evaluations in an integer attribute (``self.nfe += 1``), which dynamo
+    would bake into the graph, a recompile per step, unless kutta's steps are traced with
+    ``allow_unspec_int_on_nn_module``."""
+
+    def __init__(self):
+        super().__init__()
+        self.nfe = 0
+
+    def f(self, t, y):
+        self.nfe += 1
+        return super().f(t, y)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", [False, True])
+def test_compiled_steps_leave_the_users_dynamo_setting_alone(preset, caplog):
+    # kutta traces its steps with integer module attributes as inputs; the process's setting,
+    # which governs torch.compile of the user's own code, must stay what the user chose.
+    sde = type(f"CountingSDE{preset}", (CountingSDE,), {})()  # graphs of its own
+    options = {"compile": True}
+    with (
+        torch._dynamo.config.patch(allow_unspec_int_on_nn_module=preset),
+        torch.no_grad(),
+        caplog.at_level("WARNING", logger="torch._dynamo"),
+    ):
+        ksde.sdeint(sde, Y0, [0.0, 1.0], bm=_bm(), method="euler", dt=1 / 32, options=options)
+        assert torch._dynamo.config.allow_unspec_int_on_nn_module is preset
+        # were the counter a constant of the graphs, each chunk of steps would recompile
+        with torch.compiler.set_stance("fail_on_recompile"):
+            fast = ksde.sdeint(
+                sde, Y0, [0.0, 1.0], bm=_bm(), method="euler", dt=1 / 32, options=options
+            )
+        assert torch._dynamo.config.allow_unspec_int_on_nn_module is preset
+    assert "recompile_limit" not in caplog.text
+    eager_sde = CountingSDE()
+    with torch.no_grad():
+        eager = ksde.sdeint(eager_sde, Y0, [0.0, 1.0], bm=_bm(), method="euler", dt=1 / 32)
+    # a drift evaluation per step (and sdeint's check of the SDE's shapes), counted in the graphs
+    assert sde.nfe == 2 * eager_sde.nfe and eager_sde.nfe > 32
+    torch.testing.assert_close(fast, eager, rtol=1e-12, atol=1e-12)

@@ -11,6 +11,7 @@ import torch
 
 import kutta
 from kutta.solvers import compiled
+from kutta.solvers.implicit import IMPLICIT_METHODS
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +153,65 @@ def test_grad_modes_and_fields_stay_under_the_recompile_limit(caplog):
     keys = {(key[2]) for key in compiled._CACHE if key[0].name == "bosh3"}
     assert keys == set(compiled.GradMode)
     assert all(f.A.grad is not None for f in fields)
+
+
+class CountingLinear(Linear):
+    """Counts its own calls, as torchdiffeq's examples do: an integer attribute that changes at
+    every call, which dynamo would bake into the graph (a recompile per step) unless kutta's
+    steps are traced with ``allow_unspec_int_on_nn_module``."""
+
+    def __init__(self):
+        super().__init__()
+        self.nfe = 0
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return super().forward(t, y)
+
+
+@pytest.mark.parametrize("preset", [False, True])
+def test_compiled_steps_leave_the_users_dynamo_setting_alone(preset, caplog):
+    # kutta traces its steps with integer module attributes as inputs; the process's setting,
+    # which governs torch.compile of the user's own code, must stay what the user chose.
+    field = type(f"CountingLinear{preset}", (CountingLinear,), {})()  # graphs of its own
+    y0 = torch.tensor([[1.0, 0.0], [0.5, -1.0]], dtype=torch.float64)
+    t = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    with (
+        torch._dynamo.config.patch(allow_unspec_int_on_nn_module=preset),
+        torch.no_grad(),
+        caplog.at_level("WARNING", logger="torch._dynamo"),
+    ):
+        first = kutta.solve(field, y0, t, method=kutta.Fehlberg2(compile=True))
+        assert torch._dynamo.config.allow_unspec_int_on_nn_module is preset
+        with torch.compiler.set_stance("fail_on_recompile"):
+            sol = kutta.solve(field, y0, t, method=kutta.Fehlberg2(compile=True))
+        assert torch._dynamo.config.allow_unspec_int_on_nn_module is preset
+    # were the counter a constant of the graph, every step would recompile until dynamo gave up
+    # and ran the step eagerly
+    assert "recompile_limit" not in caplog.text
+    assert sol.stats["n_accepted"] > 10  # many steps through the same graph
+    # the graph updates the field's own counter
+    assert field.nfe == first.stats["nfe"] + sol.stats["nfe"]
+    eager = kutta.solve(Linear(), y0, t, method=kutta.Fehlberg2())
+    torch.testing.assert_close(sol.ys, eager.ys, rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_implicit_steps_leave_the_users_dynamo_setting_alone(caplog):
+    # the implicit methods' compiled steps are made by the same compile_step
+    field = CountingLinear()
+    y0 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    with (
+        torch._dynamo.config.patch(allow_unspec_int_on_nn_module=False),
+        torch.no_grad(),
+        caplog.at_level("WARNING", logger="torch._dynamo"),
+    ):
+        kutta.solve(field, y0, t, method=IMPLICIT_METHODS["rosenbrock23"](compile=True))
+        assert not torch._dynamo.config.allow_unspec_int_on_nn_module
+        with torch.compiler.set_stance("fail_on_recompile"):
+            sol = kutta.solve(field, y0, t, method=IMPLICIT_METHODS["rosenbrock23"](compile=True))
+        assert not torch._dynamo.config.allow_unspec_int_on_nn_module
+    assert "recompile_limit" not in caplog.text
+    assert sol.stats["n_accepted"] > 10
+    eager = kutta.solve(Linear(), y0, t, method=IMPLICIT_METHODS["rosenbrock23"]())
+    torch.testing.assert_close(sol.ys, eager.ys, rtol=1e-10, atol=1e-12)

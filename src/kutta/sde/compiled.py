@@ -10,8 +10,9 @@ backward midpoint method (two adjoint increments, each a vector-Jacobian product
 and diffusion, for an Itô SDE through the Itô-to-Stratonovich correction too) and a backward step of the reversible Heun adjoint are each
 one graph of forward and backward kernels, written with ``torch.func`` because
 ``torch.autograd.grad`` cannot be traced. The Brownian increments are drawn eagerly and passed
-in. Using a compiled step sets ``torch._dynamo.config.allow_unspec_int_on_nn_module = True`` for
-the process, as :mod:`kutta.solvers.compiled` does.
+in. The steps are traced with ``torch._dynamo.config.allow_unspec_int_on_nn_module = True`` (SDEs
+that count their calls, ``self.nfe += 1``, would recompile every step otherwise), set only while
+dynamo traces them, as in :mod:`kutta.solvers.compiled`.
 
 As in :mod:`kutta.solvers.compiled`: the traced function calls the user's own SDE object, whose
 identity is stable across solves (wrappers made per solve, as ``names=...`` and ``logqp=True``
@@ -53,7 +54,7 @@ from torch.func import functional_call, vjp
 
 from kutta.errors import InvalidArgumentError
 from kutta.sde.base import LogqpSDE, RenamedSDE, batch_mvp
-from kutta.solvers.compiled import GradMode, grad_mode, renamed
+from kutta.solvers.compiled import GradMode, compile_function, grad_mode
 
 COMPILE = "compile"  # the option's name in ``options`` / ``adjoint_options``
 
@@ -101,10 +102,7 @@ def _compiled(fn: Callable, mode: GradMode) -> Callable:
     """``torch.compile(fn)`` with a code object of its own per grad mode (see the module doc)."""
     key = (fn, mode)
     if key not in _COMPILED:
-        # SDEs that count their own calls (``self.nfe += 1``) would otherwise recompile at every
-        # step: dynamo treats integer attributes of modules as constants unless told not to.
-        torch._dynamo.config.allow_unspec_int_on_nn_module = True
-        _COMPILED[key] = torch.compile(renamed(fn, f"{fn.__name__}_{mode.name}"))
+        _COMPILED[key] = compile_function(fn, f"{fn.__name__}_{mode.name}")
     return _COMPILED[key]
 
 

@@ -19,8 +19,13 @@ graphs per vector field and input shape on top of that (a changed batch size mak
 dimension dynamic after one recompile). The grad modes get functions of their own because a
 solve with gradients takes two graphs (its first step starts from a state that does not require
 grad, the others from one that does), and all graphs of one function share torch's recompile
-limit: past 8, dynamo runs the step eagerly and says so in a warning. Using the compiled step sets
-``torch._dynamo.config.allow_unspec_int_on_nn_module = True`` for the process (see below).
+limit: past 8, dynamo runs the step eagerly and says so in a warning.
+
+Fields that count their own calls (``self.nfe += 1``, as in torchdiffeq's examples) would be
+recompiled at every step, since dynamo treats integer attributes of modules as constants; kutta's
+compiled functions are traced with ``torch._dynamo.config.allow_unspec_int_on_nn_module = True``
+(see :func:`compile_function`), which leaves the process's setting, and so the compilation of the
+user's own code, as it was.
 """
 
 from __future__ import annotations
@@ -90,12 +95,37 @@ def compile_step(
     methods, directions and grad modes from evicting each other.
     """
     if key not in _CACHE:
-        # Fields that count their own calls (``self.nfe += 1``, as in torchdiffeq's examples)
-        # would otherwise be recompiled at every step: dynamo treats integer attributes of
-        # modules as constants unless told not to.
-        torch._dynamo.config.allow_unspec_int_on_nn_module = True
-        _CACHE[key] = torch.compile(renamed(make(), name), options=options)
+        _CACHE[key] = compile_function(make(), name, options)
     return _CACHE[key]
+
+
+# Integer attributes of modules as graph inputs rather than constants, so that a field counting
+# its calls (``self.nfe += 1``) is not recompiled at every step. Entered inside the compiled
+# function, dynamo traces this patch: the setting holds while dynamo traces kutta's function
+# (first call, recompiles) and the user's setting is back after; a compiled graph never runs it
+# (a config.patch around each call would cost 5-25 us, a tenth of a small step). Code that runs
+# eagerly inside the function (past a graph break in the field, or every step once dynamo has
+# given up on the function) runs inside the patch.
+_MODULE_INTS_AS_INPUTS = torch._dynamo.patch_dynamo_config(allow_unspec_int_on_nn_module=True)
+
+
+def compile_function(fn: Callable, name: str, options: dict[str, Any] | None = None) -> Callable:
+    """``torch.compile(fn, options=options)`` as a function of its own called ``name`` (see
+    :func:`renamed`), traced with integer attributes of modules as inputs, not constants
+    (``allow_unspec_int_on_nn_module``), without changing that setting for other code.
+
+    Example:
+        >>> step = compile_function(lambda y: 2 * y, "double_NO_GRAD")
+        >>> step(torch.ones(2))  # doctest: +SKIP
+        tensor([2., 2.])
+    """
+    fn = renamed(fn, name)
+
+    def traced(*args, **kwargs):
+        with _MODULE_INTS_AS_INPUTS:
+            return fn(*args, **kwargs)
+
+    return torch.compile(renamed(traced, name), options=options)
 
 
 def renamed(fn: Callable, name: str) -> Callable:
