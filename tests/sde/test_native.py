@@ -1,8 +1,7 @@
 """SDE terms in kutta.solve: the shared loop against sdeint, strong orders, errors and gradients.
 
 Exact solutions as in test_orders.py: GBM X_T = x0 exp((mu - sigma²/2) T + sigma W_T) (Itô), and
-OU X_T = e^{-θT} x0 + σ e^{-θT} (e^{θT} W_T - θ ∫ e^{θs} W_s ds) with the integral taken on a
-2^12 grid from the interval's space-time integrals (∫_{t_k}^{t_k+δ} W ds = δ W_{t_k} + U_k).
+OU's from _ou.py (X_1 from the Brownian interval's increments and space-time integrals).
 """
 
 import doctest
@@ -18,8 +17,9 @@ from kutta.errors import InvalidArgumentError
 from kutta.sde.native import SDEMethod
 from kutta.terms import SDETerm
 
+from . import _ou
+
 MU, SIGMA = 0.5, 0.8
-THETA, OU_SIGMA, OU_X0 = 1.2, 0.6, 0.7
 
 
 def gbm_term(bm=None, noise_type="diagonal", sde_type="ito"):
@@ -32,12 +32,7 @@ def gbm_term(bm=None, noise_type="diagonal", sde_type="ito"):
 
 
 def ou_term(bm):
-    return SDETerm(
-        lambda t, y: -THETA * y,
-        lambda t, y: torch.full((y.shape[0], 1, 1), OU_SIGMA, dtype=y.dtype),
-        noise_type="additive",
-        bm=bm,
-    )
+    return SDETerm(_ou.drift, _ou.diffusion, noise_type="additive", bm=bm)
 
 
 class AsSDE(torch.nn.Module):
@@ -125,24 +120,11 @@ def test_strong_order_on_geometric_brownian_motion(method, order):
     assert abs(_slope(steps, errors) - order) < 0.15
 
 
-def _ou_exact(bm, y0):
-    fine = 2**12
-    delta = 1.0 / fine
-    w_t = torch.zeros_like(y0)
-    weighted_integral = torch.zeros_like(y0)  # ∫_0^1 e^{θs} W_s ds
-    for k in range(fine):
-        dw, u = bm(k * delta, (k + 1) * delta, return_U=True)
-        weighted_integral += math.exp(THETA * (k + 0.5) * delta) * (delta * w_t + u)
-        w_t = w_t + dw
-    stochastic = math.exp(THETA) * w_t - THETA * weighted_integral
-    return math.exp(-THETA) * (y0 + OU_SIGMA * stochastic)
-
-
 def test_strong_order_on_ornstein_uhlenbeck():
     batch = 1000
-    y0 = torch.full((batch, 1), OU_X0, dtype=torch.float64)
+    y0 = torch.full((batch, 1), _ou.X0, dtype=torch.float64)
     bm = _bm(batch, entropy=7, levy="space-time")
-    exact = _ou_exact(bm, y0)
+    exact = _ou.exact_at_one(bm, y0)
     steps = [2.0**-k for k in range(3, 8)]
     errors = []
     for dt in steps:

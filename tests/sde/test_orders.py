@@ -1,9 +1,8 @@
 """Strong and weak convergence of the SDE methods against exact solutions on the same path.
 
 Strong order: slope of log E|X_T - X_T^h| against log h, for h = 2^-3 .. 2^-7 (GBM: 2^-4 .. 2^-8).
-Exact solutions: GBM X_T = x0 exp((mu - sigma²/2) T + sigma W_T) (Itô), and OU
-X_T = e^{-θT} x0 + σ e^{-θT} (e^{θT} W_T - θ ∫ e^{θs} W_s ds), the integral taken on a 2^12 grid
-using ∫_{t_k}^{t_k+δ} W ds = δ W_{t_k} + U_k (U: the space-time integral of the Brownian interval).
+Exact solutions: GBM X_T = x0 exp((mu - sigma²/2) T + sigma W_T) (Itô), and OU's from _ou.py
+(X_1 from the Brownian interval's increments and space-time integrals on a 2^12 grid).
 """
 
 import math
@@ -13,8 +12,9 @@ import torch
 
 import kutta.sde as ksde
 
+from . import _ou
+
 MU, SIGMA = 0.5, 0.8
-THETA, OU_SIGMA, OU_X0 = 1.2, 0.6, 0.7
 BATCH = 1000
 
 
@@ -39,10 +39,10 @@ class OU(ksde.BaseSDE):
         super().__init__(noise_type="additive", sde_type=sde_type)
 
     def f(self, t, y):
-        return -THETA * y
+        return _ou.drift(t, y)
 
     def g(self, t, y):
-        return torch.full((y.shape[0], 1, 1), OU_SIGMA, dtype=y.dtype)
+        return _ou.diffusion(t, y)
 
 
 def _slope(steps, errors):
@@ -67,7 +67,7 @@ def _gbm_order(method, noise_type="diagonal", sde_type="ito", options=None):
 
 
 def _ou_order(method, sde_type):
-    y0 = torch.full((BATCH, 1), OU_X0, dtype=torch.float64)
+    y0 = torch.full((BATCH, 1), _ou.X0, dtype=torch.float64)
     bm = ksde.BrownianInterval(
         0.0,
         1.0,
@@ -76,16 +76,7 @@ def _ou_order(method, sde_type):
         entropy=7,
         levy_area_approximation="space-time",
     )
-    fine = 2**12
-    delta = 1.0 / fine
-    w_t = torch.zeros_like(y0)
-    weighted_integral = torch.zeros_like(y0)  # ∫_0^1 e^{θs} W_s ds
-    for k in range(fine):
-        dw, u = bm(k * delta, (k + 1) * delta, return_U=True)
-        weighted_integral += math.exp(THETA * (k + 0.5) * delta) * (delta * w_t + u)
-        w_t = w_t + dw
-    stochastic = math.exp(THETA) * w_t - THETA * weighted_integral  # ∫_0^1 e^{θs} dW_s
-    exact = math.exp(-THETA) * (y0 + OU_SIGMA * stochastic)
+    exact = _ou.exact_at_one(bm, y0)
     steps = [2.0**-k for k in range(3, 8)]
     errors = []
     for dt in steps:
