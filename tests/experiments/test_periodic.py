@@ -169,10 +169,12 @@ def test_kl_weight_follows_rubanovas_annealing():
 
 def test_training_loss_uses_the_annealed_kl_weight():
     task = _tiny_task()
+    task.horizon_steps = 0  # the whole target window at both steps: only the KL weight differs
     indices = torch.arange(2)
+    task.begin_step(0)
     torch.manual_seed(3)
     first = task.loss(task.model, indices).loss  # epoch 0: KL weight 0
-    task.steps_taken = 60 * task.steps_per_epoch
+    task.begin_step(60 * task.steps_per_epoch)
     torch.manual_seed(3)
     later = task.loss(task.model, indices).loss
     weight = task.kl_weight()
@@ -188,6 +190,47 @@ def test_training_loss_uses_the_annealed_kl_weight():
         )
         expected += weight * terms.kl.sum() / terms.observed.sum()
     torch.testing.assert_close(later - first, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_the_target_window_grows_over_the_first_part_of_training():
+    task = _tiny_task()  # 300 steps, a window growing over the first 30 % from 20 % of it
+    assert task.horizon_steps == 90
+    t = task.t
+    ends = {}
+    for step in [0, 44, 89, 90, 299]:
+        task.begin_step(step)
+        ends[step] = {mode: task.horizon_end(mode) for mode in task.modes}
+    for mode, first in [("interpolation", 0), ("extrapolation", 6)]:
+        fraction = 0.2 + 0.8 * 1 / 90  # at step 0, counting the step being taken
+        horizon = t[first] + fraction * (t[-1] - t[first])
+        assert ends[0][mode] == max(int((t <= horizon).sum()), first + 1)
+        assert ends[0][mode] <= ends[44][mode] <= ends[89][mode] <= len(t)
+        assert ends[90][mode] == ends[299][mode] == len(t)
+    assert ends[0]["interpolation"] < len(t)
+
+
+def test_targets_beyond_the_window_do_not_enter_the_loss():
+    # extrapolation only: the points after the window are neither observed nor (yet) targets
+    config = PeriodicConfig(
+        data=PeriodicData(num_series=4, num_points=12, observed=6, mode="extrapolation")
+    )
+    config.model = PeriodicModel(latent_dim=2, encoder_hidden=4, dynamics_hidden=4, rnn_hidden=4)
+    task = PeriodicTask(config, torch.device("cpu"), torch.float64)
+    indices = torch.arange(2)
+
+    def loss_at(step, shift):
+        task.begin_step(step)
+        task.y[:, end:] += shift
+        torch.manual_seed(3)
+        value = task.loss(task.model, indices).loss
+        task.y[:, end:] -= shift
+        return value
+
+    task.begin_step(0)
+    end = task.horizon_end("extrapolation")
+    assert 6 < end < len(task.t)
+    assert loss_at(0, 1.0) == loss_at(0, 0.0)
+    assert loss_at(task.horizon_steps, 1.0) != loss_at(task.horizon_steps, 0.0)
 
 
 def test_rubanova_encoder_options_reach_the_latent_odes():
