@@ -1,7 +1,7 @@
 """Acceptance checks of the built-in experiments (issue 7): train each with its full config on
 one thread and print its metric against the target. The full config is the experiment's
 default (what ``kutta train NAME`` runs) plus the longer training listed in ``CHECKS``
-(periodic 1000 steps, spiral-latent 1500, checkerboard 2500), which the defaults keep short.
+(periodic 1500 steps, spiral-latent 1500, checkerboard 2500), which the defaults keep short.
 
 | experiment | check |
 | --- | --- |
@@ -146,7 +146,7 @@ CHECKS = [
         quick=("data.num_series=8", "data.num_points=12", "train.batch_size=4", *_TINY_TRAIN),
     ),
     Check(
-        "periodic", "periodic", _periodic, ("train.steps=1000",), seeds=(0, 1, 2),
+        "periodic", "periodic", _periodic, ("train.steps=1500",), seeds=(0, 1, 2),
         quick=("data.num_series=20", "data.num_points=10", "data.observed=5",
                "train.batch_size=4", *_TINY_TRAIN),
     ),
