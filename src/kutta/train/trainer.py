@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import json
 import math
 import time
@@ -205,6 +206,13 @@ class Trainer:
         self.save()
         for hook in self.hooks:
             hook.on_end(self)
+        if self.dist.enabled:
+            # Free DDP's reducer now, while the process group is still registered. Freed later
+            # (after destroy_process_group), it would drop the group's last reference from a
+            # destructor that holds the GIL, and gloo's worker threads, which need the GIL to
+            # free Python-owned tensors, can then never be joined: a hang at exit (pytorch#56297).
+            self.train_model = self.model
+            gc.collect()
         return {
             "steps": self.step,
             "final_loss": self.last_record.get("loss", math.nan),
