@@ -67,7 +67,10 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert not (run_dir / "metrics.json").exists()
 
     resumed = subprocess.run(
-        kutta_command("train", "spiral", "--resume", run_dir), capture_output=True, text=True
+        kutta_command("train", "spiral", "--resume", run_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert final_loss(run_dir) == pytest.approx(final_loss(tmp_path / "whole"), rel=1e-9)
@@ -87,7 +90,10 @@ def test_two_process_ddp_matches_one_process(tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "kutta", "train", "spiral", "--out", tmp_path / "ddp", *overrides_as_options(settings),
     ]  # fmt: skip
-    done = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
+    # a timeout: a process-group teardown that deadlocks must fail this test, not hang the suite
+    done = subprocess.run(
+        list(map(str, command)), capture_output=True, text=True, env=env, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert final_loss(tmp_path / "ddp") == pytest.approx(final_loss(tmp_path / "single"), rel=1e-9)
     single = final_state(tmp_path / "single")
