@@ -4,9 +4,8 @@ zero-shot on a finer grid, the run directory, and config checks."""
 import pytest
 import torch
 
-import kutta.experiments.fno_burgers as fno_burgers  # registers "fno-burgers"
 from kutta.errors import InvalidArgumentError
-from kutta.experiments import get_experiment
+from kutta.experiments import get_experiment, operator_task
 from kutta.experiments import run as runs
 from kutta.experiments.fno_burgers import (
     FNOBurgersConfig,
@@ -14,7 +13,7 @@ from kutta.experiments.fno_burgers import (
     FNOBurgersTask,
 )
 from kutta.experiments.operator_task import OperatorModel
-from kutta.pde.burgers import burgers_data, fourier_resample, solve_burgers
+from kutta.pde.burgers import fourier_resample, solve_burgers
 
 SMALL = [
     "data.num_train=100",
@@ -41,7 +40,7 @@ def test_splits_are_subsamples_of_one_solved_data_set():
     expected = solve_burgers(fourier_resample(xs, 128), [1.0], 0.1, max_step=2e-3)[0]
     torch.testing.assert_close(ys, fourier_resample(expected, 64), atol=1e-12, rtol=0)
     # the data depend on data.seed only: solved again (not from the process's cache), the same
-    fno_burgers._solve_pairs.cache_clear()
+    operator_task._solved.cache_clear()
     again = FNOBurgersTask(config, torch.device("cpu"), torch.float64)
     assert torch.equal(again.splits["train"][1], y) and again.splits["train"][1] is not y
 
@@ -63,48 +62,6 @@ def test_short_run_learns_the_operator_and_holds_at_a_finer_grid(tmp_path):
     # evaluating the saved run rebuilds the model (the data from this process's cache)
     again = runs.evaluate(tmp_path / "run")
     assert again["test_relative_l2"] == pytest.approx(metrics["test_relative_l2"], rel=1e-5)
-
-
-TINY = [
-    "data.num_train=12",
-    "data.num_test=4",
-    "data.resolution=16",
-    "data.super_resolution=32",
-    "data.solver_points=32",
-    "model.width=4",
-    "model.modes=4",
-    "train.steps=6",
-    "train.batch_size=4",
-    "train.eval_every=3",
-    "train.checkpoint_every=4",
-    "train.tensorboard=false",
-]
-
-
-def test_a_run_solves_its_data_once_for_training_evaluation_and_plots(tmp_path, monkeypatch):
-    calls = []
-
-    def counting_burgers_data(*args, **kwargs):
-        calls.append(kwargs["generator"].initial_seed())
-        return burgers_data(*args, **kwargs)
-
-    fno_burgers._solve_pairs.cache_clear()
-    monkeypatch.setattr(fno_burgers, "burgers_data", counting_burgers_data)
-    result = runs.train("fno-burgers", overrides=TINY, out=tmp_path)
-    metrics = result.metrics["metrics"]
-    assert runs.evaluate(tmp_path) == metrics
-    assert sorted(p.name for p in runs.plot(tmp_path)) == ["loss.png", "predictions.png"]
-    assert calls == [0]
-    # solved again in a fresh process (as a resumed run is), the data are the same: seeded
-    fno_burgers._solve_pairs.cache_clear()
-    assert runs.evaluate(tmp_path) == metrics and calls == [0, 0]
-    # the cache holds one data set, keyed by the data settings and dtype
-    config = runs.resolve_config(get_experiment("fno-burgers"), overrides=TINY)
-    first = fno_burgers.solved_pairs(config.data, torch.float32)
-    config.data.seed = 1
-    assert not torch.equal(fno_burgers.solved_pairs(config.data, torch.float32)[0], first[0])
-    fno_burgers.solved_pairs(config.data, torch.float64)
-    assert calls == [0, 0, 1, 1]
 
 
 def test_bad_settings_are_rejected():

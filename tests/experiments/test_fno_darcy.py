@@ -4,13 +4,12 @@ solver grid, the run directory, and config checks."""
 import pytest
 import torch
 
-import kutta.experiments.fno_darcy as fno_darcy  # registers "fno-darcy"
 from kutta.errors import InvalidArgumentError
 from kutta.experiments import get_experiment
 from kutta.experiments import run as runs
 from kutta.experiments.fno_darcy import FNODarcyConfig, FNODarcyData, FNODarcyTask
 from kutta.experiments.operator_task import OperatorModel
-from kutta.pde.darcy import darcy_data, solve_darcy
+from kutta.pde.darcy import solve_darcy
 
 SMALL = [
     "data.num_train=60",
@@ -51,47 +50,6 @@ def test_short_run_learns_and_evaluates_zero_shot(tmp_path):
     assert "prediction.png" in {p.name for p in result.plots}
     again = runs.evaluate(tmp_path / "run")
     assert again["test_relative_l2"] == pytest.approx(metrics["test_relative_l2"], rel=1e-5)
-
-
-TINY = [
-    "data.num_train=12",
-    "data.num_test=4",
-    "data.resolution=9",
-    "data.super_resolution=17",
-    "model.width=4",
-    "model.modes=4",
-    "train.steps=6",
-    "train.batch_size=4",
-    "train.eval_every=3",
-    "train.checkpoint_every=4",
-    "train.tensorboard=false",
-]
-
-
-def test_a_run_solves_its_data_once_for_training_evaluation_and_plots(tmp_path, monkeypatch):
-    calls = []
-
-    def counting_darcy_data(*args, **kwargs):
-        calls.append(kwargs["generator"].initial_seed())
-        return darcy_data(*args, **kwargs)
-
-    fno_darcy._solve_pairs.cache_clear()
-    monkeypatch.setattr(fno_darcy, "darcy_data", counting_darcy_data)
-    result = runs.train("fno-darcy", overrides=TINY, out=tmp_path)
-    metrics = result.metrics["metrics"]
-    assert runs.evaluate(tmp_path) == metrics
-    assert sorted(p.name for p in runs.plot(tmp_path)) == ["loss.png", "prediction.png"]
-    assert calls == [0]
-    # solved again in a fresh process (as a resumed run is), the data are the same: seeded
-    fno_darcy._solve_pairs.cache_clear()
-    assert runs.evaluate(tmp_path) == metrics and calls == [0, 0]
-    # the cache holds one data set, keyed by the data settings and dtype
-    config = runs.resolve_config(get_experiment("fno-darcy"), overrides=TINY)
-    first = fno_darcy.solved_pairs(config.data, torch.float32)
-    config.data.seed = 1
-    assert not torch.equal(fno_darcy.solved_pairs(config.data, torch.float32)[0], first[0])
-    fno_darcy.solved_pairs(config.data, torch.float64)
-    assert calls == [0, 0, 1, 1]
 
 
 def test_bad_settings_are_rejected():

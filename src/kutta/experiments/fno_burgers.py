@@ -16,14 +16,18 @@ code about 0.25%); the default here is a CI-sized run (200 samples at s = 64, 30
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kutta.errors import InvalidArgumentError
-from kutta.experiments.operator_task import OperatorExperiment, OperatorModel, OperatorTask
+from kutta.experiments.operator_task import (
+    OperatorExperiment,
+    OperatorModel,
+    OperatorTask,
+    solve_once,
+)
 from kutta.experiments.registry import register
 from kutta.pde.burgers import burgers_data
 from kutta.pde.fno import FNO1d
@@ -88,23 +92,18 @@ class FNOBurgersConfig:
 def solved_pairs(data: FNOBurgersData, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The pairs ``(u0, u(., t_end))``, ``(num_train + num_test, super_resolution)``, of ``data``.
 
-    Solved once per process for the same settings and dtype: evaluating or plotting a run in
-    the process that trained it reuses its data (the same tensors; nothing writes into them).
-    They are seeded by ``data.seed``, so a resumed run's new process solves the same values.
+    Solved once per process for the same settings and dtype (see
+    :func:`~kutta.experiments.operator_task.solve_once`); seeded by ``data.seed``.
 
     Example:
         >>> data = FNOBurgersData(num_train=2, num_test=1, resolution=8, super_resolution=16)
         >>> solved_pairs(data, torch.float64)[1] is solved_pairs(data, torch.float64)[1]
         True
     """
-    return _solve_pairs(tuple(dataclasses.asdict(data).items()), dtype)
+    return solve_once(_solve_pairs, data, dtype)
 
 
-@functools.lru_cache(maxsize=1)
-def _solve_pairs(
-    settings: tuple[tuple[str, Any], ...], dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    d = FNOBurgersData(**dict(settings))
+def _solve_pairs(d: FNOBurgersData, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return burgers_data(
         d.num_train + d.num_test,
         d.super_resolution,

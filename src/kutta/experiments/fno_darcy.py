@@ -15,7 +15,6 @@ Li et al. report 1.1% at s = 85 with 1000 samples and 500 epochs; the default he
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,12 @@ import torch
 from torch import nn
 
 from kutta.errors import InvalidArgumentError
-from kutta.experiments.operator_task import OperatorExperiment, OperatorModel, OperatorTask
+from kutta.experiments.operator_task import (
+    OperatorExperiment,
+    OperatorModel,
+    OperatorTask,
+    solve_once,
+)
 from kutta.experiments.registry import register
 from kutta.pde.darcy import darcy_data
 from kutta.pde.fno import FNO2d
@@ -99,23 +103,18 @@ class ScaledOperator(nn.Module):
 def solved_pairs(data: FNODarcyData, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The pairs ``(a, u)``, ``(num_train + num_test, s, s)`` on the solver grid, of ``data``.
 
-    Solved once per process for the same settings and dtype: evaluating or plotting a run in
-    the process that trained it reuses its data (the same tensors; nothing writes into them).
-    They are seeded by ``data.seed``, so a resumed run's new process solves the same values.
+    Solved once per process for the same settings and dtype (see
+    :func:`~kutta.experiments.operator_task.solve_once`); seeded by ``data.seed``.
 
     Example:
         >>> data = FNODarcyData(num_train=2, num_test=1, resolution=5, super_resolution=9)
         >>> solved_pairs(data, torch.float64)[1] is solved_pairs(data, torch.float64)[1]
         True
     """
-    return _solve_pairs(tuple(dataclasses.asdict(data).items()), dtype)
+    return solve_once(_solve_pairs, data, dtype)
 
 
-@functools.lru_cache(maxsize=1)  # one data set: the default one is 80 MB in float32
-def _solve_pairs(
-    settings: tuple[tuple[str, Any], ...], dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    d = FNODarcyData(**dict(settings))
+def _solve_pairs(d: FNODarcyData, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return darcy_data(
         d.num_train + d.num_test,
         d.super_resolution,
