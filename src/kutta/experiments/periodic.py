@@ -53,6 +53,7 @@ for interpolation also over the unobserved points alone.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from pathlib import Path
@@ -252,6 +253,7 @@ class PeriodicTask:
             self.first_target[mode] = first_target
             self.latent_start[mode] = first_target if m.z0_at_first_target else 0
         self.t = t.to(device=device, dtype=dtype)
+        self.grid_times: list[float] = self.t.tolist()
         self.y = y.to(device=device, dtype=dtype)
         kwargs = config.solver.odeint_kwargs()
         solver = dict(
@@ -375,8 +377,9 @@ class PeriodicTask:
         fraction = self.horizon_start + (1 - self.horizon_start) * (
             self.steps_taken / self.horizon_steps
         )
-        horizon = self.t[first] + fraction * (self.t[-1] - self.t[first])
-        return max(int(torch.searchsorted(self.t, horizon, right=True)), first + 1)
+        times = self.grid_times  # host floats: no device sync in the training step
+        horizon = times[first] + fraction * (times[-1] - times[first])
+        return max(bisect.bisect_right(times, horizon), first + 1)
 
     def loss(self, model: nn.Module, indices: torch.Tensor) -> StepOutput:
         self._calls = 0
