@@ -16,7 +16,7 @@ import torch
 
 import kutta
 from kutta.controllers import PIController
-from kutta.solvers.implicit import rosenbrock
+from kutta.solvers.implicit import common
 from kutta.solvers.implicit.linalg import traced_inverse
 from kutta.solvers.implicit.rosenbrock import Rosenbrock
 from kutta.solvers.implicit.tableaus import RODAS5, ROSENBROCK23
@@ -92,15 +92,16 @@ def _assert_takes_the_eager_steps(fast, fast_stats, eager, eager_stats, rtol, at
 
 @pytest.fixture
 def compiled_step_names(monkeypatch):
-    """The names of the compiled Rosenbrock steps the solves in a test ask for."""
+    """The names of the compiled graphs (the Rosenbrock steps among them) that the solves in a
+    test ask for: every implicit method makes them through ``common.compile_step``."""
     names = []
-    real_compile_step = rosenbrock.compile_step
+    real_compile_step = common.compile_step
 
     def recording_compile_step(key, name, *args, **kwargs):
         names.append(name)
         return real_compile_step(key, name, *args, **kwargs)
 
-    monkeypatch.setattr(rosenbrock, "compile_step", recording_compile_step)
+    monkeypatch.setattr(common, "compile_step", recording_compile_step)
     return names
 
 

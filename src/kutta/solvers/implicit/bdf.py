@@ -35,7 +35,7 @@ import torch
 
 from ...controllers import weighted_error_norm
 from ..base import StepResult, VectorField
-from ..compiled import CompileTarget, StepKind, compile_step
+from ..compiled import CompileTarget, StepKind
 from .common import ImplicitMethod, compile_options
 from .linalg import (
     Factorization,
@@ -437,8 +437,8 @@ class BDF(ImplicitMethod):
         """One run of the compiled step with the factorization for ``jac``; returns its
         outputs and the host copy of its summary."""
         n = D.shape[2]
-        compiled = self._compiled_fns.get((target.reverse, n))
-        if compiled is None:
+
+        def build() -> tuple:
             constants = (self.max_order, self.newton_tol, self.max_iters, self.jacobian_rate)
             layout = self._layout_name
             # A function per block size: graphs of one function that differ in a size are
@@ -448,8 +448,9 @@ class BDF(ImplicitMethod):
             key = (StepKind("bdf", (*constants, n)), target.reverse, layout)
             name = f"bdf_step_{layout}_n{n}{'_reverse' if target.reverse else ''}"
             make = lambda: _make_compiled_step(*constants, target.reverse, layout)  # noqa: E731
-            compiled = compile_step(key, name, make, options=compile_options(pointwise_cat=True))
-            self._compiled_fns[(target.reverse, n)] = compiled
+            return key, name, make, compile_options(pointwise_cat=True)
+
+        compiled = self._compiled_function((target.reverse, n), build)
         # ``c`` is a function of ``h`` and the orders (which compare equal as ints or floats):
         # a held step finds its factorization without reading anything back
         memo = self._host_lu_memo
@@ -488,12 +489,15 @@ class BDF(ImplicitMethod):
     def _compiled_factorization(self, jac, blocks, times) -> Factorization:
         """The factorization of ``I - c J`` for the orders in ``blocks``, from a compiled graph."""
         n = jac.shape[-1]
-        factorize = self._compiled_fns.get(("factorize", n))
-        if factorize is None:  # one function per block size, as the step's
-            key = (StepKind("bdf_factorization", (n,)), False, self._layout_name)
-            name = f"bdf_factorization_n{n}"
-            factorize = compile_step(key, name, lambda: _factorize, compile_options())
-            self._compiled_fns[("factorize", n)] = factorize
+        factorize = self._compiled_function(
+            ("factorize", n),  # one function per block size, as the step's
+            lambda: (
+                (StepKind("bdf_factorization", (n,)), False, self._layout_name),
+                f"bdf_factorization_n{n}",
+                lambda: _factorize,
+                compile_options(),
+            ),
+        )
         self.stats["n_lu"] += 1
         return Factorization.of(*factorize(jac, self._tables, blocks, times))
 

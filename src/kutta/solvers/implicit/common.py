@@ -161,19 +161,34 @@ class ImplicitMethod(Method):
         forward = self.jacobian == "fwd"
         n = to_blocks(y, layout).shape[-1]
         time = torch.tensor(-t if target.reverse else t, dtype=torch.float64, device=y.device)
-        args = (target.func, target.time_dtype, time, y)
-        compiled = self._compiled_fns.get(("jacobian", target.reverse, n))
-        if compiled is None:
+
+        def build() -> tuple:
             # one function per block size, as the compiled steps (see bdf's)
             key = (StepKind("block_jacobian", (forward, n)), target.reverse, layout)
             name = f"block_jacobian_{layout}_n{n}{'_fwd' if forward else ''}"
             name += "_reverse" if target.reverse else ""
-            make = lambda: _make_compiled_jacobian(forward, *key[1:])  # noqa: E731
-            compiled = compile_step(key, name, make, options=compile_options())
-            self._compiled_fns[("jacobian", target.reverse, n)] = compiled
-            with quiet_jacobian_lowering():  # this call compiles for a new field or size
+            make = lambda: _make_compiled_jacobian(forward, target.reverse, layout)  # noqa: E731
+            return key, name, make, compile_options()
+
+        compiled = self._compiled_function(("jacobian", target.reverse, n), build)
+        return compiled(target.func, target.time_dtype, time, y)
+
+    def _compiled_function(self, cache_key: tuple, build: Callable[[], tuple]) -> Callable:
+        """This solve's compiled function for ``cache_key``; ``build()`` gives
+        ``compile_step``'s ``(key, name, make, options)`` the first time. A new function comes
+        wrapped so that its first call, which compiles, hides torch's own Jacobian warning
+        (:func:`quiet_jacobian_lowering`); later calls pay nothing for that."""
+        compiled = self._compiled_fns.get(cache_key)
+        if compiled is not None:
+            return compiled
+        key, name, make, options = build()
+        compiled = self._compiled_fns[cache_key] = compile_step(key, name, make, options=options)
+
+        def first_call(*args: Any) -> Any:
+            with quiet_jacobian_lowering():
                 return compiled(*args)
-        return compiled(*args)
+
+        return first_call
 
 
 def _make_compiled_jacobian(forward: bool, reverse: bool, layout: str) -> Callable:

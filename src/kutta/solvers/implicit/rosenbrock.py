@@ -32,12 +32,11 @@ import torch
 from ...controllers import weighted_error_norm
 from ...errors import InvalidArgumentError
 from ..base import StepResult, VectorField
-from ..compiled import CompileTarget, StepKind, compile_step
+from ..compiled import CompileTarget, StepKind
 from .common import (
     ImplicitMethod,
     _make_compiled_jacobian,
     compile_options,
-    quiet_jacobian_lowering,
 )
 from .linalg import (
     INVERSE_MAX_SIZE,
@@ -245,22 +244,19 @@ class Rosenbrock(ImplicitMethod):
             self._tolerances,
         )
         n = to_blocks(y, layout).shape[-1]
-        compiled = self._compiled_fns.get((target.reverse, given, n))
-        if compiled is not None:
-            outputs = compiled(*args)
-        else:
+
+        def build() -> tuple:
             constants = (tab, self.autonomous, self.jacobian == "fwd", given)
             # A function per block size, as bdf's: a second size would otherwise recompile the
             # graph with symbolic sizes, slower for every size after it.
             key = (StepKind("rosenbrock", (*constants, n)), target.reverse, layout)
             name = f"{tab.name}_step_{layout}_n{n}{'_given_jacobian' if given else ''}"
             name += "_reverse" if target.reverse else ""
-            make = lambda: _make_compiled_step(*constants, *key[1:])  # noqa: E731
-            compiled = compile_step(key, name, make, options=compile_options(pointwise_cat=True))
-            self._compiled_fns[(target.reverse, given, n)] = compiled
-            with quiet_jacobian_lowering():  # this call compiles for a new field or size
-                outputs = compiled(*args)
-        y_new, err, k, f_last, jac, dfdt, error_norm = outputs
+            make = lambda: _make_compiled_step(*constants, target.reverse, layout)  # noqa: E731
+            return key, name, make, compile_options(pointwise_cat=True)
+
+        compiled = self._compiled_function((target.reverse, given, n), build)
+        y_new, err, k, f_last, jac, dfdt, error_norm = compiled(*args)
         if not given:
             self._memo = _JacobianMemo(t, y, jac, dfdt)
         dense = RosenbrockDense(to_blocks(y, layout), k, self._coeffs.dense, y.shape)
